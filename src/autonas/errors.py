@@ -1,4 +1,4 @@
-"""Errors users see: each names the problem and the fix, so the CLI can print it without a traceback."""
+"""Errors users see: each names the problem and the fix, so the CLI prints it, not a traceback."""
 
 from __future__ import annotations
 

@@ -99,13 +99,15 @@ class Genotype:
     def __str__(self) -> str:
         def cell(c: CellGenotype) -> str:
             return "; ".join(
-                f"n{i}=" + "+".join(f"{op}({j})" for op, j in edges) for i, edges in enumerate(c.nodes)
+                f"n{i}=" + "+".join(f"{op}({j})" for op, j in edges)
+                for i, edges in enumerate(c.nodes)
             )
 
         return f"normal: {cell(self.normal)} | reduce: {cell(self.reduce)}"
 
 
-def derive_cell(weights: torch.Tensor, ops: Sequence[str], n_nodes: int, k: int = 2) -> CellGenotype:
+def derive_cell(weights: torch.Tensor, ops: Sequence[str], n_nodes: int,
+                k: int = 2) -> CellGenotype:
     """DARTS' discretisation: per node keep the ``k`` incoming edges whose strongest
     non-zero op weighs most, each with that op.
 

@@ -88,7 +88,8 @@ class DepthwiseConv2d(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         k, s, d = self.kernel_size, self.stride, self.dilation
         if d == 2 and s == 2:
-            return F.conv2d(x[:, :, ::2, ::2], self.weight, padding=(k - 1) // 2, groups=self.channels)
+            return F.conv2d(x[:, :, ::2, ::2], self.weight, padding=(k - 1) // 2,
+                            groups=self.channels)
         return F.conv2d(x, self.weight, stride=s, padding=d * (k - 1) // 2, dilation=d,
                         groups=self.channels)
 

@@ -1,0 +1,83 @@
+"""The resolved run configuration: what `config.yaml` in a run folder holds.
+
+Defaults are sized so `autonas run` on BreastMNIST (28 px) fits 10 minutes on 2 CPU cores.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .errors import ConfigError
+from .training.trainer import TrainConfig
+
+
+@dataclass
+class NetworkSize:
+    """Size of the network retrained from a genotype (YAML section ``network``)."""
+
+    channels: int = 16
+    layers: int = 8
+    auxiliary: bool = False
+    dropout: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.channels < 2 or self.channels % 2:
+            raise ConfigError(f"network channels must be an even number >= 2, got {self.channels}")
+        if self.layers < 1:
+            raise ConfigError(f"network layers must be >= 1, got {self.layers}")
+
+
+@dataclass
+class RunConfig:
+    dataset: str = "breastmnist"
+    """A MedMNIST flag or a path to an .npz file in the MedMNIST layout."""
+    size: int = 28
+    strategy: str = "darts"
+    search: dict[str, Any] = field(default_factory=dict)
+    """Options of the strategy (see `autonas strategies`)."""
+    network: NetworkSize = field(default_factory=NetworkSize)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    budget: float | None = 600.0
+    """Seconds for the whole run (search + retrain + evaluation); None = no limit."""
+    search_fraction: float = 0.4
+    """Share of the budget the search may use; what it leaves goes to retraining."""
+    seed: int = 0
+    device: str = "auto"
+    threads: int | None = None
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.search_fraction < 1.0:
+            raise ConfigError(f"search_fraction must be in (0, 1), got {self.search_fraction}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> RunConfig:
+        d = dict(d)
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ConfigError(f"unknown config key(s) {unknown}; known: {sorted(known)}")
+        if "network" in d:
+            d["network"] = NetworkSize(**(d["network"] or {}))
+        if "train" in d:
+            d["train"] = TrainConfig.from_dict(d["train"])
+        return cls(**d)
+
+    @classmethod
+    def load(cls, path: str | Path) -> RunConfig:
+        p = Path(path)
+        if not p.is_file():
+            raise ConfigError(f"config file {p} does not exist")
+        try:
+            data = yaml.safe_load(p.read_text()) or {}
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"config file {p} is not valid YAML: {exc}") from None
+        if not isinstance(data, dict):
+            raise ConfigError(f"config file {p} must hold a mapping of options")
+        return cls.from_dict(data)

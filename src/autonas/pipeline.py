@@ -1,0 +1,236 @@
+"""search -> retrain -> evaluate, through one run folder and one budget.
+
+Each phase records its state in ``status.json``; a resumed run skips finished phases and
+continues the unfinished one from its last checkpoint. The CLI and the Python API both
+call :func:`execute`.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import asdict
+from typing import Any
+
+import torch
+
+from .config import RunConfig
+from .data import ImageData, Normalizer, load_dataset
+from .errors import ConfigError
+from .run import RunDir, detach_log, get_logger
+from .spaces.darts import Network, NetworkConfig
+from .spaces.genotype import Genotype
+from .strategies import SearchContext, make_strategy
+from .training.budget import Budget, Deadline
+from .training.device import configure_threads, resolve_device, seed_everything, to_channels_last
+from .training.loop import predict_proba
+from .training.metrics import classification_metrics
+from .training.trainer import fit
+
+PHASES = ("search", "retrain", "evaluate")
+EVAL_RESERVE = 0.03  # share of the budget kept for evaluation and writing results
+
+
+class RunInterrupted(Exception):
+    """Ctrl-C: the run folder holds everything up to the last finished epoch."""
+
+    def __init__(self, run: RunDir, phase: str) -> None:
+        super().__init__(f"{phase} interrupted")
+        self.run = run
+        self.phase = phase
+
+
+def load_data(cfg: RunConfig) -> ImageData:
+    return load_dataset(cfg.dataset, size=cfg.size)
+
+
+def network_config(cfg: RunConfig, data: ImageData, genotype: Genotype) -> NetworkConfig:
+    return NetworkConfig(
+        genotype=genotype.to_dict(), in_channels=data.channels, num_classes=data.n_classes,
+        image_size=data.image_size[0], channels=cfg.network.channels, layers=cfg.network.layers,
+        nodes=genotype.normal.n_nodes, auxiliary=cfg.network.auxiliary,
+        dropout=cfg.network.dropout,
+    )
+
+
+def load_model(run: RunDir, device: torch.device | str = "cpu"
+               ) -> tuple[Network, Normalizer, dict[str, Any]]:
+    """Rebuild the retrained network of a run (weights loaded with ``weights_only=True``)."""
+    meta = run.read_json("model.json")
+    model = Network(NetworkConfig(**meta["network"]))
+    state = torch.load(run.file("model.pt"), map_location="cpu", weights_only=True)
+    model.load_state_dict(state)
+    model = to_channels_last(model.to(device)).eval()
+    return model, Normalizer.from_dict(meta["normalizer"]), meta
+
+
+# ----------------------------------------------------------------------------- phases
+
+
+def search_phase(cfg: RunConfig, run: RunDir, data: ImageData, deadline: Deadline,
+                 device: torch.device, resume: bool) -> Genotype:
+    log = get_logger()
+    strategy = make_strategy(cfg.strategy, **cfg.search)
+    log.info("search: %s on %s (%d train images), %s", cfg.strategy, data.name,
+             len(data.train_y), _remaining(deadline))
+    result = strategy.search(SearchContext(data=data, run=run, deadline=deadline, device=device,
+                                           seed=cfg.seed, resume=resume))
+    genotype = Genotype.from_dict(result.architecture["genotype"])
+    run.write_json("search/result.json", {
+        "strategy": cfg.strategy, "stopped": result.stopped, "epochs": result.epochs,
+        "architecture": result.architecture, **result.extra,
+    })
+    run.write_json("genotype.json", {"genotype": genotype.to_dict(), "strategy": cfg.strategy,
+                                     "seed": cfg.seed, "dataset": data.name})
+    log.info("search finished (%s after %d epochs): %s", result.stopped, result.epochs, genotype)
+    return genotype
+
+
+def retrain_phase(cfg: RunConfig, run: RunDir, data: ImageData, genotype: Genotype,
+                  deadline: Deadline, device: torch.device, resume: bool) -> dict[str, Any]:
+    log = get_logger()
+    seed_everything(cfg.seed)
+    net_cfg = network_config(cfg, data, genotype)
+    model = to_channels_last(Network(net_cfg).to(device))
+    n_params = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    log.info("retrain: %d parameters, %s", n_params, _remaining(deadline))
+    normalizer = Normalizer.fit(data.train_x)
+    result = fit(model, data, cfg.train, deadline=deadline, device=device, seed=cfg.seed, run=run,
+                 prefix="retrain", normalizer=normalizer, resume=resume)
+    if result.state_dict is None:
+        raise ConfigError("the budget ended before the first training epoch finished; "
+                          "give the run a larger --budget")
+    run.save_state("model.pt", result.state_dict)
+    info = {
+        "network": asdict(net_cfg), "normalizer": normalizer.to_dict(),
+        "class_names": data.class_names, "task": data.task, "dataset": data.name,
+        "params": n_params, "best_epoch": result.best_epoch, "epochs": result.epochs,
+        "planned_epochs": result.planned_epochs, "stopped": result.stopped,
+    }
+    run.write_json("model.json", info)
+    log.info("retrain finished (%s): best epoch %d of %d, val auc %s acc %.3f", result.stopped,
+             result.best_epoch + 1, result.epochs, result.best_metrics.get("auc"),
+             result.best_metrics.get("accuracy", float("nan")))
+    return info
+
+
+def evaluate_phase(run: RunDir, data: ImageData, device: torch.device) -> dict[str, Any]:
+    model, normalizer, meta = load_model(run, device)
+    metrics: dict[str, Any] = {"params": meta["params"], "best_epoch": meta["best_epoch"]}
+    for split in ("val", "test"):
+        x, y = data.split(split)
+        start = time.perf_counter()
+        probs = predict_proba(model, x, normalizer=normalizer, device=device)
+        metrics[split] = classification_metrics(y.numpy(), probs, data.class_names)
+        metrics[split]["seconds"] = time.perf_counter() - start
+    run.write_json("metrics.json", metrics)
+    get_logger().info("test: accuracy %.4f, AUC %s, loss %.4f", metrics["test"]["accuracy"],
+                      metrics["test"]["auc"], metrics["test"]["loss"])
+    return metrics
+
+
+# ----------------------------------------------------------------------------- driver
+
+
+def execute(cfg: RunConfig, run: RunDir, phases: Sequence[str] = PHASES, *,
+            resume: bool = False, genotype: Genotype | None = None,
+            budget_seconds: float | None = None) -> dict[str, Any]:
+    """Run ``phases`` in order inside the budget; returns a summary of what was done.
+
+    ``budget_seconds`` overrides the time this invocation may use (a resumed run by
+    default gets what its original budget has left).
+    """
+    log = get_logger()
+    handler = run.attach_log()
+    try:
+        device = resolve_device(cfg.device)
+        configure_threads(cfg.threads)
+        seed_everything(cfg.seed)
+        if not resume:
+            run.write_yaml("config.yaml", _resolved(cfg))
+        run.write_environment(cfg.seed, device)
+        data = load_data(cfg)
+        if not resume or not run.exists("data.json"):
+            run.write_json("data.json", data.summary())
+        seconds = budget_seconds if budget_seconds is not None else _budget_left(cfg, run, resume)
+        budget = Budget(seconds)
+        reserve = (seconds or 0) * EVAL_RESERVE if "evaluate" in phases else 0.0
+        todo = [p for p in phases if not (resume and run.phase_state(p) == "done")]
+        summary: dict[str, Any] = {"run": str(run.path), "phases": {}}
+        for phase in todo:
+            if phase == "search":
+                fraction = cfg.search_fraction if "retrain" in todo else 1.0
+                deadline = budget.until_fraction(fraction).earlier(budget.minus(reserve))
+            elif phase == "retrain":
+                deadline = budget.minus(reserve)
+            else:
+                deadline = budget.deadline
+            resuming = resume and run.phase_state(phase) is not None
+            started = time.monotonic()
+            run.set_phase(phase, "running")
+            try:
+                if phase == "search":
+                    genotype = search_phase(cfg, run, data, deadline, device, resuming)
+                elif phase == "retrain":
+                    genotype = genotype or _load_genotype(run)
+                    summary["model"] = retrain_phase(cfg, run, data, genotype, deadline, device,
+                                                     resuming)
+                else:
+                    summary["metrics"] = evaluate_phase(run, data, device)
+            except KeyboardInterrupt:
+                _add_seconds(run, phase, "interrupted", started)
+                raise RunInterrupted(run, phase) from None
+            except BaseException:
+                _add_seconds(run, phase, "failed", started)
+                raise
+            _add_seconds(run, phase, "done", started)
+            summary["phases"][phase] = run.status()[phase]
+        summary["seconds"] = budget.elapsed()
+        summary["budget"] = seconds
+        if run.exists("genotype.json"):
+            summary["genotype"] = run.read_json("genotype.json")["genotype"]
+        if "metrics" not in summary and run.exists("metrics.json"):
+            summary["metrics"] = run.read_json("metrics.json")
+        log.info("run folder: %s (%.0f s)", run.path, summary["seconds"])
+        return summary
+    finally:
+        detach_log(handler)
+
+
+def _resolved(cfg: RunConfig) -> dict[str, Any]:
+    """The config with every strategy option spelled out, so a run can be repeated."""
+    d = cfg.to_dict()
+    d["search"] = make_strategy(cfg.strategy, **cfg.search).options()
+    return d
+
+
+def _budget_left(cfg: RunConfig, run: RunDir, resume: bool) -> float | None:
+    if cfg.budget is None:
+        return None
+    if not resume:
+        return cfg.budget
+    used = sum(p.get("seconds", 0.0) for p in run.status().values())
+    left = cfg.budget - used
+    if left <= 1.0:
+        raise ConfigError(
+            f"this run has used its {cfg.budget:.0f} s budget; pass --budget to give the "
+            "resumed run more time"
+        )
+    return left
+
+
+def _add_seconds(run: RunDir, phase: str, state: str, started: float) -> None:
+    previous = run.status().get(phase, {}).get("seconds", 0.0)
+    run.set_phase(phase, state, seconds=previous + time.monotonic() - started)
+
+
+def _load_genotype(run: RunDir) -> Genotype:
+    if not run.exists("genotype.json"):
+        raise ConfigError(f"{run.path} has no genotype.json: run the search first, or pass "
+                          "--genotype FILE")
+    return Genotype.load(run.file("genotype.json"))
+
+
+def _remaining(deadline: Deadline) -> str:
+    left = deadline.remaining()
+    return "no time limit" if left == float("inf") else f"{left:.0f} s available"

@@ -1,0 +1,58 @@
+"""The interface every search strategy implements, and what it gets and returns.
+
+A strategy sees the data, a deadline and the run folder; it returns an architecture as
+plain JSON. It never decides what happens after the search (retraining, export): that is
+the pipeline's job, so every strategy plugs into the same run.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any, ClassVar
+
+import torch
+
+from ..data import ImageData
+from ..run import RunDir
+from ..training.budget import Deadline
+
+
+@dataclass
+class SearchContext:
+    data: ImageData
+    run: RunDir
+    deadline: Deadline
+    device: torch.device
+    seed: int = 0
+    resume: bool = False
+
+
+@dataclass
+class SearchResult:
+    architecture: dict[str, Any]
+    """JSON architecture; for cell spaces ``{"genotype": {...}}``."""
+    stopped: str
+    """Why the search ended: ``completed``, ``budget``, or ``early-stop: <rule>``."""
+    epochs: int
+    history: list[dict[str, Any]] = field(default_factory=list)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Strategy(ABC):
+    """Base class: strategies are dataclasses whose fields are their (YAML) options."""
+
+    name: ClassVar[str] = "strategy"
+    space: ClassVar[str] = "darts"
+
+    @abstractmethod
+    def search(self, ctx: SearchContext) -> SearchResult:
+        """Run (or resume, when ``ctx.resume``) the search within ``ctx.deadline``."""
+
+    def options(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def option_names(cls) -> list[str]:
+        return [f.name for f in fields(cls)]

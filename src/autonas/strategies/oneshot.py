@@ -1,0 +1,295 @@
+"""Machinery shared by the one-shot (weight-sharing) strategies of the DARTS family.
+
+The training split is cut in two stratified halves: supernet weights learn on one, the
+architecture on the other (the bi-level split of the DARTS paper). The epoch loop, the
+budget checks, the per-epoch record (alphas, entropy, genotype) and checkpoint/resume live
+here; a strategy supplies how architecture weights are formed and updated.
+"""
+
+from __future__ import annotations
+
+import math
+from abc import abstractmethod
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..data import Augment, BatchLoader, Normalizer, split_indices, subset
+from ..run import get_logger
+from ..spaces.darts import CELL_TYPES, DartsSpace, Supernet
+from ..spaces.genotype import Genotype
+from ..spaces.ops import DARTS_OPS, SKIP_OPS
+from ..training.budget import StepTimer
+from ..training.device import to_channels_last
+from ..training.loop import NonFiniteLossError, predict_logits
+from ..training.losses import make_loss, resolve_class_weights
+from ..ui import PhaseProgress
+from .base import SearchContext, SearchResult, Strategy
+
+STATE_FILE = "search/state.pt"
+HISTORY_FILE = "search/history.jsonl"
+ALPHAS_FILE = "search/alphas.jsonl"
+
+
+class ArchParams(nn.Module):
+    """Architecture logits alpha, one (n_edges, n_ops) matrix per cell type."""
+
+    def __init__(self, n_edges: int, n_ops: int, init_scale: float = 1e-3) -> None:
+        super().__init__()
+        self.alphas = nn.ParameterDict(
+            {t: nn.Parameter(init_scale * torch.randn(n_edges, n_ops)) for t in CELL_TYPES}
+        )
+
+    def softmax(self) -> dict[str, torch.Tensor]:
+        return {t: F.softmax(a, dim=-1) for t, a in self.alphas.items()}
+
+
+def normalized_entropy(weights: torch.Tensor) -> float:
+    """Mean entropy of per-edge op distributions divided by its maximum: 1.0 = uniform."""
+    p = weights.detach().float().clamp_min(1e-12)
+    ent = -(p * p.log()).sum(-1).mean()
+    return float(ent / math.log(p.shape[-1])) if p.shape[-1] > 1 else 0.0
+
+
+@dataclass
+class OneShotStrategy(Strategy):
+    """Options common to the DARTS family (defaults sized for a CPU and MedMNIST)."""
+
+    epochs: int = 30
+    batch_size: int = 32
+    channels: int = 8
+    layers: int = 5
+    nodes: int = 4
+    ops: tuple[str, ...] = DARTS_OPS
+    w_lr: float = 0.05
+    w_lr_min: float = 0.001
+    w_momentum: float = 0.9
+    w_weight_decay: float = 3e-4
+    grad_clip: float = 5.0
+    alpha_lr: float = 6e-3
+    alpha_beta1: float = 0.5
+    alpha_beta2: float = 0.999
+    alpha_weight_decay: float = 1e-3
+    warmup_epochs: int = 2
+    data_fraction: float = 1.0
+    augment: bool = True
+    loss: str = "ce"
+    class_weights: str | None = None
+
+    # -- hooks a strategy implements ---------------------------------------------------
+    def build_arch(self, space: DartsSpace, n_ops: int) -> nn.Module:
+        return ArchParams(space.n_edges, n_ops)
+
+    def arch_weights(self, arch: nn.Module, training: bool) -> dict[str, torch.Tensor]:
+        """Per-cell-type (n_edges, n_ops) weights the supernet mixes its ops with."""
+        return arch.softmax()
+
+    def derive_weights(self, arch: nn.Module) -> dict[str, torch.Tensor]:
+        """The weights the genotype is read from (may differ from the mixing weights)."""
+        return arch.softmax()
+
+    @abstractmethod
+    def arch_step(self, xt: torch.Tensor, yt: torch.Tensor, xv: torch.Tensor,
+                  yv: torch.Tensor) -> None:
+        """Update the architecture from a train batch and a validation batch."""
+
+    # -- shared state, set up by ``search`` ----------------------------------------------
+    def _setup(self, ctx: SearchContext) -> None:
+        data = ctx.data
+        self.ctx = ctx
+        self.device = ctx.device
+        self.space = DartsSpace(ops=tuple(self.ops), nodes=self.nodes)
+        torch.manual_seed(ctx.seed)
+        idx_w, idx_a = split_indices(data.train_y, 0.5, seed=ctx.seed)
+        if self.data_fraction < 1.0:
+            g = torch.Generator().manual_seed(ctx.seed + 1)
+            idx_w = idx_w[torch.randperm(len(idx_w), generator=g)][
+                : max(2 * self.batch_size, int(len(idx_w) * self.data_fraction))]
+            idx_a = idx_a[torch.randperm(len(idx_a), generator=g)][
+                : max(2 * self.batch_size, int(len(idx_a) * self.data_fraction))]
+        self.normalizer = Normalizer.fit(data.train_x)
+        augment = Augment.default_for(data) if self.augment else None
+        xw, yw = subset(data.train_x, data.train_y, idx_w)
+        xa, ya = subset(data.train_x, data.train_y, idx_a)
+        self.gen_w = torch.Generator().manual_seed(ctx.seed + 11)
+        self.gen_a = torch.Generator().manual_seed(ctx.seed + 12)
+        bs = min(self.batch_size, len(yw), len(ya))
+        common = dict(normalizer=self.normalizer, device=ctx.device, channels_last=True)
+        self.weight_loader = BatchLoader(xw, yw, bs, shuffle=True, drop_last=True,
+                                         augment=augment, generator=self.gen_w, **common)
+        self.arch_loader = BatchLoader(xa, ya, bs, shuffle=True, drop_last=True,
+                                       augment=augment, generator=self.gen_a, **common)
+        self.arch_eval = (xa, ya)
+        counts = torch.bincount(yw, minlength=data.n_classes).tolist()
+        weights = resolve_class_weights(self.class_weights, counts)
+        self.loss_fn = make_loss(self.loss, None if weights is None else weights.to(ctx.device))
+        self.net = self.build_supernet(data.channels, data.n_classes, data.image_size[0])
+        self.arch = self.build_arch(self.space, self.net.n_ops).to(ctx.device)
+        self.w_optim = torch.optim.SGD(self.net.parameters(), lr=self.w_lr,
+                                       momentum=self.w_momentum,
+                                       weight_decay=self.w_weight_decay)
+        self.a_optim = torch.optim.Adam(self.arch.parameters(), lr=self.alpha_lr,
+                                        betas=(self.alpha_beta1, self.alpha_beta2),
+                                        weight_decay=self.alpha_weight_decay)
+        self.scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(
+            self.w_optim, T_max=max(1, self.epochs), eta_min=self.w_lr_min)
+
+    def build_supernet(self, in_channels: int, n_classes: int, image_size: int) -> Supernet:
+        net = Supernet(self.space, in_channels, n_classes, image_size,
+                       channels=self.channels, layers=self.layers)
+        return to_channels_last(net.to(self.device))
+
+    def weight_step(self, xt: torch.Tensor, yt: torch.Tensor) -> float:
+        self.w_optim.zero_grad(set_to_none=True)
+        logits = self.net(xt, self.arch_weights(self.arch, training=True))
+        loss = self.loss_fn(logits, yt)
+        if not torch.isfinite(loss):
+            raise NonFiniteLossError(f"supernet loss became {loss.item()}")
+        loss.backward()
+        nn.utils.clip_grad_norm_(self.net.parameters(), self.grad_clip)
+        self.w_optim.step()
+        return float(loss.detach())
+
+    def alphas_frozen(self, epoch: int) -> bool:
+        return epoch < self.warmup_epochs
+
+    # -- checkpointing ---------------------------------------------------------------------
+    def state_dict(self, epoch: int, history: list[dict]) -> dict[str, Any]:
+        return {
+            "epoch": epoch,
+            "net": self.net.state_dict(),
+            "arch": self.arch.state_dict(),
+            "w_optim": self.w_optim.state_dict(),
+            "a_optim": self.a_optim.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "gen_w": self.gen_w.get_state(),
+            "gen_a": self.gen_a.get_state(),
+            "torch_rng": torch.get_rng_state(),
+            "n_history": len(history),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> int:
+        self.net.load_state_dict(state["net"])
+        self.arch.load_state_dict(state["arch"])
+        self.w_optim.load_state_dict(state["w_optim"])
+        self.a_optim.load_state_dict(state["a_optim"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.gen_w.set_state(state["gen_w"])
+        self.gen_a.set_state(state["gen_a"])
+        torch.set_rng_state(state["torch_rng"])
+        return int(state["epoch"]) + 1
+
+    # -- the loop ---------------------------------------------------------------------------
+    def evaluate_supernet(self) -> tuple[float, float]:
+        x, y = self.arch_eval
+        weights = {t: w.detach() for t, w in self.arch_weights(self.arch, training=False).items()}
+        logits = predict_logits(self.net, x, normalizer=self.normalizer, device=self.device,
+                                batch_size=128, forward=lambda xb: self.net(xb, weights))
+        y = y.long()
+        return float(F.cross_entropy(logits, y)), float((logits.argmax(1) == y).float().mean())
+
+    def epoch_record(self, epoch: int) -> dict[str, Any]:
+        derive = self.derive_weights(self.arch)
+        genotype = self.space.derive(derive)
+        return {
+            "epoch": epoch,
+            "genotype": genotype.to_dict(),
+            "skip_normal": genotype.normal.count(SKIP_OPS),
+            "entropy": {t: normalized_entropy(derive[t]) for t in CELL_TYPES},
+        }
+
+    def extra_stop(self, history: list[dict]) -> str | None:
+        """A strategy-specific reason to end the search early (e.g. collapse detection)."""
+        return None
+
+    def search(self, ctx: SearchContext) -> SearchResult:
+        log = get_logger()
+        self._setup(ctx)
+        run = ctx.run
+        history: list[dict] = []
+        start_epoch = 0
+        if ctx.resume and (state := run.load_state(STATE_FILE)) is not None:
+            start_epoch = self.load_state_dict(state)
+            history = run.read_jsonl(HISTORY_FILE)[: state["n_history"]]
+            run.truncate_jsonl(HISTORY_FILE, len(history))
+            run.truncate_jsonl(ALPHAS_FILE, len(history))
+            log.info("search: resuming after epoch %d", start_epoch)
+        steps = min(len(self.weight_loader), len(self.arch_loader))
+        step_timer = StepTimer()
+        eval_timer = StepTimer()
+        stopped = "completed"
+        with PhaseProgress("search", total=self.epochs * steps) as bar:
+            bar.update(completed=start_epoch * steps)
+            for epoch in range(start_epoch, self.epochs):
+                if not ctx.deadline.fits(step_timer.estimate + eval_timer.estimate):
+                    stopped = "budget"
+                    break
+                self.net.train()
+                frozen = self.alphas_frozen(epoch)
+                losses = []
+                for xt, yt, xv, yv in self._batches():
+                    if not ctx.deadline.fits(step_timer.estimate + eval_timer.estimate):
+                        stopped = "budget"
+                        break
+                    with step_timer:
+                        if not frozen:
+                            self.arch_step(xt, yt, xv, yv)
+                        losses.append(self.weight_step(xt, yt))
+                    bar.advance(info=f"epoch {epoch + 1}/{self.epochs} loss {losses[-1]:.3f}")
+                if stopped == "budget" and not losses:
+                    break
+                with eval_timer:
+                    val_loss, val_acc = self.evaluate_supernet()
+                self.scheduler.step()
+                record = {
+                    **self.epoch_record(epoch),
+                    "train_loss": sum(losses) / max(1, len(losses)),
+                    "val_loss": val_loss,
+                    "val_accuracy": val_acc,
+                    "alphas_frozen": frozen,
+                    "steps": len(losses),
+                    "seconds": step_timer.mean * len(losses) + eval_timer.last,
+                    "complete": stopped != "budget",
+                }
+                history.append(record)
+                run.append_jsonl(HISTORY_FILE, record)
+                run.append_jsonl(ALPHAS_FILE, {
+                    "epoch": epoch,
+                    **{t: w.detach().cpu() for t, w in self.derive_weights(self.arch).items()},
+                })
+                run.save_state(STATE_FILE, self.state_dict(epoch, history))
+                get_logger("progress").info(
+                    "search epoch %d/%d: train loss %.3f, val loss %.3f acc %.3f, "
+                    "alpha entropy %.3f/%.3f, skips in normal cell %d%s",
+                    epoch + 1, self.epochs, record["train_loss"], val_loss, val_acc,
+                    record["entropy"]["normal"], record["entropy"]["reduce"],
+                    record["skip_normal"], " (alphas frozen: warm-up)" if frozen else "",
+                )
+                if stopped == "budget":
+                    break
+                reason = self.extra_stop(history)
+                if reason:
+                    stopped = f"early-stop: {reason}"
+                    log.info("search stopped early: %s", reason)
+                    break
+        final = self.space.derive(self.derive_weights(self.arch))
+        return SearchResult(
+            architecture={"genotype": final.to_dict()},
+            stopped=stopped,
+            epochs=len(history),
+            history=history,
+            extra={"space": self.space.to_dict(), "supernet": {
+                "channels": self.channels, "layers": self.layers}},
+        )
+
+    def _batches(self):
+        yield from (
+            (xt, yt, xv, yv)
+            for (xt, yt), (xv, yv) in zip(self.weight_loader, self.arch_loader)
+        )
+
+    def genotype(self) -> Genotype:
+        return self.space.derive(self.derive_weights(self.arch))

@@ -1,0 +1,240 @@
+"""Training a fixed network: retraining the searched architecture, or one trial of a
+multi-trial search. Model selection by a validation metric, checkpoint/resume, budget.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..data import Augment, BatchLoader, ImageData, Normalizer
+from ..errors import ConfigError
+from ..run import RunDir, get_logger
+from ..ui import PhaseProgress
+from .budget import Deadline, StepTimer
+from .loop import predict_proba, train_epoch
+from .losses import make_loss, resolve_class_weights
+from .metrics import OBJECTIVES, classification_metrics, objective_value
+
+
+@dataclass
+class TrainConfig:
+    """How a fixed network is trained (YAML section ``train``)."""
+
+    epochs: int | None = None
+    """None: as many as the budget allows, planned after the first epoch is timed."""
+    max_epochs: int = 300
+    batch_size: int = 64
+    lr: float = 0.05
+    lr_min: float = 0.0
+    momentum: float = 0.9
+    weight_decay: float = 3e-4
+    grad_clip: float = 5.0
+    drop_path: float = 0.1
+    aux_weight: float = 0.4
+    label_smoothing: float = 0.0
+    loss: str = "ce"
+    focal_gamma: float = 2.0
+    class_weights: str | None = None
+    augment: bool = True
+    objective: str = "auc"
+    ema_decay: float = 0.0
+    """Exponential moving average of the weights (0 = off); the average is what is evaluated."""
+
+    def __post_init__(self) -> None:
+        if self.objective not in OBJECTIVES:
+            raise ConfigError(
+                f"objective must be one of {sorted(OBJECTIVES)}, got {self.objective!r}")
+        if self.epochs is not None and self.epochs < 1:
+            raise ConfigError(f"epochs must be >= 1, got {self.epochs}")
+        if self.batch_size < 1:
+            raise ConfigError(f"batch size must be >= 1, got {self.batch_size}")
+        if not 0.0 <= self.ema_decay < 1.0:
+            raise ConfigError(f"ema_decay must be in [0, 1), got {self.ema_decay}")
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any] | None) -> TrainConfig:
+        d = dict(d or {})
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ConfigError(f"unknown train option(s) {unknown}; known: {sorted(known)}")
+        return cls(**d)
+
+
+@dataclass
+class FitResult:
+    best_metrics: dict[str, Any]
+    best_epoch: int
+    epochs: int
+    planned_epochs: int
+    stopped: str
+    history: list[dict[str, Any]] = field(default_factory=list)
+    state_dict: dict[str, torch.Tensor] | None = None
+
+
+def cosine_lr(base: float, minimum: float, progress: float) -> float:
+    progress = min(max(progress, 0.0), 1.0)
+    return minimum + 0.5 * (base - minimum) * (1 + math.cos(math.pi * progress))
+
+
+class _Ema:
+    def __init__(self, model: nn.Module, decay: float) -> None:
+        self.decay = decay
+        self.model = copy.deepcopy(model).eval()
+        for p in self.model.parameters():
+            p.requires_grad_(False)
+
+    @torch.no_grad()
+    def update(self, model: nn.Module) -> None:
+        for e, m in zip(self.model.state_dict().values(), model.state_dict().values()):
+            if e.dtype.is_floating_point:
+                e.lerp_(m, 1 - self.decay)
+            else:
+                e.copy_(m)
+
+
+def fit(model: nn.Module, data: ImageData, cfg: TrainConfig, *, deadline: Deadline,
+        device: torch.device, seed: int = 0, run: RunDir | None = None, prefix: str = "retrain",
+        normalizer: Normalizer | None = None, resume: bool = False,
+        report: Any = None, progress: bool = True) -> FitResult:
+    """Train ``model`` on ``data.train``, select the epoch with the best validation
+    objective, stop before ``deadline``.
+
+    With ``run``, the state after every epoch goes to ``{prefix}/state.pt`` and the history
+    to ``{prefix}/history.jsonl``; ``resume`` continues from there. ``report(epoch, metrics)``
+    is called after each validation (pruners raise from it to stop a trial).
+    """
+    log = get_logger()
+    progress_log = get_logger("progress")
+    normalizer = normalizer or Normalizer.fit(data.train_x)
+    gen = torch.Generator().manual_seed(seed + 101)
+    augment = Augment.default_for(data) if cfg.augment else None
+    bs = min(cfg.batch_size, len(data.train_y))
+    loader = BatchLoader(data.train_x, data.train_y, bs, shuffle=True,
+                         drop_last=len(data.train_y) >= 2 * bs, augment=augment,
+                         normalizer=normalizer, device=device, generator=gen,
+                         channels_last=True)
+    counts = data.class_counts("train")
+    weights = resolve_class_weights(cfg.class_weights, counts)
+    loss_fn = make_loss(cfg.loss, None if weights is None else weights.to(device),
+                        cfg.focal_gamma, cfg.label_smoothing)
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum,
+                                weight_decay=cfg.weight_decay, nesterov=cfg.momentum > 0)
+    ema = _Ema(model, cfg.ema_decay) if cfg.ema_decay > 0 else None
+    steps_per_epoch = len(loader)
+    planned = cfg.epochs or cfg.max_epochs
+    history: list[dict[str, Any]] = []
+    best: tuple[float, float] = (-math.inf, -math.inf)
+    best_metrics: dict[str, Any] = {}
+    best_epoch = -1
+    best_state: dict[str, torch.Tensor] | None = None
+    start_epoch = 0
+    epoch_times: list[float] = []
+    if resume and run is not None and (state := run.load_state(f"{prefix}/state.pt")) is not None:
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        if ema is not None and "ema" in state:
+            ema.model.load_state_dict(state["ema"])
+        gen.set_state(state["generator"])
+        torch.set_rng_state(state["torch_rng"])
+        start_epoch = int(state["epoch"]) + 1
+        planned = int(state["planned_epochs"])
+        best = tuple(state["best"])  # type: ignore[assignment]
+        best_epoch = int(state["best_epoch"])
+        best_state = state.get("best_state")
+        history = run.read_jsonl(f"{prefix}/history.jsonl")[:start_epoch]
+        run.truncate_jsonl(f"{prefix}/history.jsonl", len(history))
+        best_metrics = history[best_epoch]["val"] if 0 <= best_epoch < len(history) else {}
+        log.info("%s: resuming after epoch %d of %d", prefix, start_epoch, planned)
+
+    has_aux = getattr(model, "aux_head", None) is not None
+    drop_path = cfg.drop_path if hasattr(model, "set_drop_path") else 0.0
+    step_timer = StepTimer()
+    eval_timer = StepTimer()
+    stopped = "completed"
+    epoch = start_epoch
+    eval_model = ema.model if ema is not None else model
+
+    with PhaseProgress(prefix, total=planned * steps_per_epoch, enabled=progress) as bar:
+        bar.update(completed=start_epoch * steps_per_epoch)
+        while epoch < planned:
+            train_deadline = Deadline(None if deadline.at is None
+                                      else deadline.at - eval_timer.estimate)
+            if not train_deadline.fits(step_timer.estimate):
+                stopped = "budget"
+                break
+            if drop_path:
+                model.set_drop_path(drop_path * epoch / max(1, planned))
+
+            def set_lr(i: int, epoch: int = epoch, planned: int = planned) -> None:
+                t = (epoch * steps_per_epoch + i) / max(1, planned * steps_per_epoch)
+                for group in optimizer.param_groups:
+                    group["lr"] = cosine_lr(cfg.lr, cfg.lr_min, t)
+                bar.advance(info=f"epoch {epoch + 1}/{planned}")
+
+            result = train_epoch(
+                model, loader, optimizer, loss_fn, deadline=train_deadline, timer=step_timer,
+                grad_clip=cfg.grad_clip, aux_weight=cfg.aux_weight if has_aux else 0.0,
+                before_step=set_lr,
+                after_step=(lambda: ema.update(model)) if ema is not None else None,
+            )
+            if result.steps == 0:
+                stopped = "budget"
+                break
+            with eval_timer:
+                probs = predict_proba(eval_model, data.val_x, normalizer=normalizer, device=device)
+                val = classification_metrics(data.val_y.numpy(), probs, data.class_names)
+            epoch_times.append(step_timer.mean * result.steps + eval_timer.last)
+            if epoch < start_epoch + 3 and cfg.epochs is None and deadline.at is not None:
+                # Re-plan over the first epochs (the first one pays warm-up costs); the
+                # cosine schedule has barely moved by then, so the change is harmless.
+                steady = epoch_times[1:] or epoch_times
+                per_epoch = sum(steady) / len(steady)
+                fits = int(deadline.remaining() // max(per_epoch, 1e-6))
+                planned = max(epoch + 1, min(cfg.max_epochs, epoch + 1 + fits))
+                bar.update(total=planned * steps_per_epoch)
+                progress_log.info("%s: %.1f s per epoch, planning %d epochs in the budget",
+                          prefix, per_epoch, planned)
+            score = (objective_value(val, cfg.objective), -val["loss"])
+            improved = score > best
+            if improved:
+                best, best_metrics, best_epoch = score, val, epoch
+                best_state = {k: v.detach().clone() for k, v in eval_model.state_dict().items()}
+            record = {"epoch": epoch, "train_loss": result.loss, "train_accuracy": result.accuracy,
+                      "val": val, "lr": optimizer.param_groups[0]["lr"],
+                      "seconds": step_timer.mean * result.steps + eval_timer.last,
+                      "best": improved, "complete": not result.stopped_early}
+            history.append(record)
+            progress_log.info(
+                "%s epoch %d/%d: train loss %.3f acc %.3f | val loss %.3f acc %.3f auc %s%s",
+                prefix, epoch + 1, planned, result.loss, result.accuracy, val["loss"],
+                     val["accuracy"], _fmt(val["auc"]), " *" if improved else "")
+            if run is not None:
+                run.append_jsonl(f"{prefix}/history.jsonl", record)
+                run.save_state(f"{prefix}/state.pt", {
+                    "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                    **({"ema": ema.model.state_dict()} if ema is not None else {}),
+                    "generator": gen.get_state(), "torch_rng": torch.get_rng_state(),
+                    "epoch": epoch, "planned_epochs": planned, "best": list(best),
+                    "best_epoch": best_epoch, "best_state": best_state,
+                })
+            if report is not None:
+                report(epoch, val)
+            epoch += 1
+            if result.stopped_early:
+                stopped = "budget"
+                break
+    return FitResult(best_metrics=best_metrics, best_epoch=best_epoch, epochs=len(history),
+                     planned_epochs=planned, stopped=stopped, history=history,
+                     state_dict=best_state)
+
+
+def _fmt(x: float | None) -> str:
+    return "n/a" if x is None else f"{x:.3f}"
