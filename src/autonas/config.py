@@ -64,7 +64,15 @@ class RunConfig:
         if unknown:
             raise ConfigError(f"unknown config key(s) {unknown}; known: {sorted(known)}")
         if "network" in d:
-            d["network"] = NetworkSize(**(d["network"] or {}))
+            net = d["network"] or {}
+            if not isinstance(net, dict):
+                raise ConfigError(f"network must be a mapping of options, got {net!r}")
+            known_net = {f.name for f in fields(NetworkSize)}
+            unknown_net = sorted(set(net) - known_net)
+            if unknown_net:
+                raise ConfigError(
+                    f"unknown network option(s) {unknown_net}; known: {sorted(known_net)}")
+            d["network"] = NetworkSize(**net)
         if "train" in d:
             d["train"] = TrainConfig.from_dict(d["train"])
         return cls(**d)

@@ -152,10 +152,18 @@ def execute(cfg: RunConfig, run: RunDir, phases: Sequence[str] = PHASES, *,
         data = load_data(cfg)
         if not resume or not run.exists("data.json"):
             run.write_json("data.json", data.summary())
-        seconds = budget_seconds if budget_seconds is not None else _budget_left(cfg, run, resume)
+        todo = [p for p in phases if not (resume and run.phase_state(p) == "done")]
+        for phase in todo:
+            if resume and run.phase_state(phase) == "running":
+                _count_killed_session(run, phase)
+        if budget_seconds is not None:
+            seconds = budget_seconds
+        elif set(todo) <= {"evaluate"}:
+            seconds = None  # evaluation alone is quick and must not be refused for lack of time
+        else:
+            seconds = _budget_left(cfg, run, resume)
         budget = Budget(seconds)
         reserve = (seconds or 0) * EVAL_RESERVE if "evaluate" in phases else 0.0
-        todo = [p for p in phases if not (resume and run.phase_state(p) == "done")]
         summary: dict[str, Any] = {"run": str(run.path), "phases": {}}
         for phase in todo:
             if phase == "search":
@@ -167,7 +175,7 @@ def execute(cfg: RunConfig, run: RunDir, phases: Sequence[str] = PHASES, *,
                 deadline = budget.deadline
             resuming = resume and run.phase_state(phase) is not None
             started = time.monotonic()
-            run.set_phase(phase, "running")
+            run.set_phase(phase, "running", session_start=time.time())
             try:
                 if phase == "search":
                     genotype = search_phase(cfg, run, data, deadline, device, resuming)
@@ -222,6 +230,17 @@ def _budget_left(cfg: RunConfig, run: RunDir, resume: bool) -> float | None:
 def _add_seconds(run: RunDir, phase: str, state: str, started: float) -> None:
     previous = run.status().get(phase, {}).get("seconds", 0.0)
     run.set_phase(phase, state, seconds=previous + time.monotonic() - started)
+
+
+def _count_killed_session(run: RunDir, phase: str) -> None:
+    """A phase left 'running' was killed: charge its time up to its last checkpoint."""
+    entry = run.status().get(phase, {})
+    start = entry.get("session_start")
+    files = [p for p in run.path.rglob("*") if p.is_file()]
+    if start is None or not files:
+        return
+    last = max(p.stat().st_mtime for p in files)
+    run.set_phase(phase, "killed", seconds=entry.get("seconds", 0.0) + max(0.0, last - start))
 
 
 def _load_genotype(run: RunDir) -> Genotype:

@@ -178,7 +178,7 @@ class MixedOp(nn.Module):
             for m in body:
                 h = m(h)
             if tail is not None:
-                scale = weights[k].expand(h.shape[1])
+                scale = weights[k].expand(h.shape[1]).contiguous()
                 y = torch.nn.functional.batch_norm(h, None, None, scale, None, True, 0.0, tail.eps)
             else:
                 y = weights[k] * h

@@ -92,6 +92,9 @@ class Genotype:
             data = json.loads(p.read_text())
         except json.JSONDecodeError as exc:
             raise ConfigError(f"genotype file {p} is not valid JSON: {exc}") from None
+        if not isinstance(data, dict):
+            raise ConfigError(f"genotype file {p} must hold a JSON object with 'normal' and "
+                              "'reduce' cells")
         if "genotype" in data:  # a run's genotype.json wraps it with metadata
             data = data["genotype"]
         return cls.from_dict(data)

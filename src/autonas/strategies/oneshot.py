@@ -99,9 +99,6 @@ class OneShotStrategy(Strategy):
     # -- shared state, set up by ``search`` ----------------------------------------------
     def _setup(self, ctx: SearchContext) -> None:
         data = ctx.data
-        self.ctx = ctx
-        self.device = ctx.device
-        self.space = DartsSpace(ops=tuple(self.ops), nodes=self.nodes)
         torch.manual_seed(ctx.seed)
         idx_w, idx_a = split_indices(data.train_y, 0.5, seed=ctx.seed)
         if self.data_fraction < 1.0:
@@ -124,10 +121,20 @@ class OneShotStrategy(Strategy):
                                        augment=augment, generator=self.gen_a, **common)
         self.arch_eval = (xa, ya)
         counts = torch.bincount(yw, minlength=data.n_classes).tolist()
-        weights = resolve_class_weights(self.class_weights, counts)
-        self.loss_fn = make_loss(self.loss, None if weights is None else weights.to(ctx.device))
-        self.net = self.build_supernet(data.channels, data.n_classes, data.image_size[0])
-        self.arch = self.build_arch(self.space, self.net.n_ops).to(ctx.device)
+        class_weights = resolve_class_weights(self.class_weights, counts)
+        self.setup_model(data.channels, data.n_classes, data.image_size[0], ctx.device,
+                         class_weights)
+
+    def setup_model(self, in_channels: int, n_classes: int, image_size: int,
+                    device: torch.device, class_weights: torch.Tensor | None = None) -> None:
+        """Supernet, architecture parameters, optimizers and loss (no data needed: the step
+        benchmark uses this directly)."""
+        self.device = device
+        self.space = DartsSpace(ops=tuple(self.ops), nodes=self.nodes)
+        self.loss_fn = make_loss(self.loss, None if class_weights is None
+                                 else class_weights.to(device))
+        self.net = self.build_supernet(in_channels, n_classes, image_size)
+        self.arch = self.build_arch(self.space, self.net.n_ops).to(device)
         self.w_optim = torch.optim.SGD(self.net.parameters(), lr=self.w_lr,
                                        momentum=self.w_momentum,
                                        weight_decay=self.w_weight_decay)
