@@ -44,11 +44,14 @@ def unrolled_arch_grads(net: nn.Module, arch_params: list[torch.Tensor],
     unrolled: dict[str, torch.Tensor] = {}
     with torch.no_grad():
         for n, p, g in zip(names, theta, grads):
-            step = weight_decay * p if g is None else g + weight_decay * p
+            # In place on a copy of p: keeps p's memory format (channels_last convs).
+            w = p.clone().mul_(1 - xi * weight_decay)
+            if g is not None:
+                w.sub_(g, alpha=xi)
             buf = w_optim.state.get(p, {}).get("momentum_buffer")
             if buf is not None:
-                step = step + momentum * buf
-            unrolled[n] = p - xi * step
+                w.sub_(buf, alpha=xi * momentum)
+            unrolled[n] = w
     for v in unrolled.values():
         v.requires_grad_(True)
 
@@ -67,7 +70,8 @@ def unrolled_arch_grads(net: nn.Module, arch_params: list[torch.Tensor],
 
     def arch_grad_at(sign: float) -> list[torch.Tensor]:
         with torch.no_grad():
-            shifted = {n: p + sign * eps * v for n, p, v in zip(names, theta, vector)}
+            shifted = {n: p.clone().add_(v, alpha=float(sign * eps))
+                       for n, p, v in zip(names, theta, vector)}
         loss = loss_fn(functional_call(net, shifted, (xt, weights_fn())), yt)
         g = torch.autograd.grad(loss, arch_params, allow_unused=True)
         return [torch.zeros_like(a) if gi is None else gi for a, gi in zip(arch_params, g)]

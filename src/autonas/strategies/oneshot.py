@@ -151,7 +151,9 @@ class OneShotStrategy(Strategy):
 
     def weight_step(self, xt: torch.Tensor, yt: torch.Tensor) -> float:
         self.w_optim.zero_grad(set_to_none=True)
-        logits = self.net(xt, self.arch_weights(self.arch, training=True))
+        with torch.no_grad():  # the weight step needs no gradient for the architecture
+            weights = self.arch_weights(self.arch, training=True)
+        logits = self.net(xt, weights)
         loss = self.loss_fn(logits, yt)
         if not torch.isfinite(loss):
             raise NonFiniteLossError(f"supernet loss became {loss.item()}")
