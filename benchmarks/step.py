@@ -9,7 +9,7 @@ same weights and their gradients are compared on the same batch.
 Each implementation is timed in its own process (so peak RSS is its own); the parent
 prints one JSON document.
 
-    python benchmarks/step.py                       # C=8, 5 cells, batch 64, 28x28x1, orders 1 and 2
+    python benchmarks/step.py       # C=8, 5 cells, batch 64, 28x28x1, orders 1 and 2
     python benchmarks/step.py --channels 16 --layers 8
 """
 
@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from autonas.spaces.darts import CELL_TYPES, reduction_layers
+from autonas.spaces.darts import CELL_TYPES, DartsSpace, reduction_layers
 from autonas.spaces.genotype import edge_inputs
 from autonas.spaces.ops import DARTS_OPS
 from autonas.strategies import make_strategy
@@ -217,8 +217,9 @@ class RefDarts:
 def build_fast(args, order: int, device: torch.device):
     torch.manual_seed(0)
     s = make_strategy(args.strategy, order=order, channels=args.channels, layers=args.layers,
-                      nodes=args.nodes, ops=tuple(args.ops), batch_size=args.batch)
-    s.setup_model(args.in_channels, 2, args.size, device)
+                      batch_size=args.batch)
+    s.setup_model(DartsSpace(ops=tuple(args.ops), nodes=args.nodes), args.in_channels, 2,
+                  args.size, device)
     return s
 
 

@@ -22,7 +22,7 @@ from autonas.spaces.genotype import Genotype
 
 ENV = {"AUTONAS_NO_PROGRESS": "1", "AUTONAS_THREADS": "1"}
 TINY = [
-    "--set", "search.channels=4", "--set", "search.layers=2", "--set", "search.nodes=2",
+    "--set", "search.channels=4", "--set", "search.layers=2", "--set", "space_options.nodes=2",
     "--set", "search.batch_size=16", "--set", "network.channels=4",
     "--set", "network.layers=2", "--set", "train.batch_size=16",
 ]
@@ -129,8 +129,8 @@ def test_run_writes_every_file(full_run: Path) -> None:
     state = torch.load(run / "model.pt", weights_only=True, map_location="cpu")
     assert state and all(isinstance(v, torch.Tensor) for v in state.values())
     model = json.loads((run / "model.json").read_text())
-    assert model["network"]["channels"] == 4 and model["network"]["layers"] == 2
-    assert model["network"]["genotype"] == genotype.to_dict()
+    assert model["build"]["channels"] == 4 and model["build"]["layers"] == 2
+    assert model["space"] == "darts" and model["arch"] == genotype.to_dict()
     assert model["params"] == sum(v.numel() for k, v in state.items()
                                   if "running" not in k and "num_batches" not in k)
 
@@ -196,7 +196,7 @@ def test_search_train_evaluate(npz: Path, tmp_path: Path) -> None:
     assert not (train_dir / "metrics.json").exists()
     assert Genotype.load(train_dir / "genotype.json") == genotype
     model = json.loads((train_dir / "model.json").read_text())
-    assert model["network"]["genotype"] == genotype.to_dict()
+    assert model["arch"] == genotype.to_dict()
     assert len(read_jsonl(train_dir / "retrain" / "history.jsonl")) == 2
 
     ok("evaluate", train_dir)

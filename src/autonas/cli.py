@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated, Any
@@ -33,6 +34,8 @@ DataPath = Annotated[Path | None, typer.Option("--data", help="An .npz file in t
 Size = Annotated[int, typer.Option(help="MedMNIST image size: 28, 64, 128 or 224.")]
 Strategy = Annotated[str, typer.Option("--strategy", "-s", help="Search strategy (see "
                                        "`autonas strategies`).")]
+Space = Annotated[str, typer.Option("--space", help="Search space (see `autonas spaces`), or a "
+                                    "user space as path/to/file.py:ClassName.")]
 Budget = Annotated[str | None, typer.Option("--budget", "-b", help="Wall-clock budget for the "
                                             "whole command, e.g. 600, 10m, 1h30m, none "
                                             "[default: 10m; on --resume, what the run has "
@@ -82,6 +85,7 @@ def _apply_sets(d: dict[str, Any], sets: Sequence[str]) -> None:
 
 def build_config(*, config: Path | None, dataset: str | None, data: Path | None,
                  size: int | None, strategy: str | None, budget: str | None,
+                 space: str | None = None,
                  epochs: int | None, retrain_epochs: int | None, seed: int | None,
                  device: str | None, sets: Sequence[str] | None) -> RunConfig:
     d: dict[str, Any] = RunConfig().to_dict()
@@ -93,7 +97,7 @@ def build_config(*, config: Path | None, dataset: str | None, data: Path | None,
     elif dataset is not None:
         d["dataset"] = dataset
     for key, value in (("size", size), ("strategy", strategy), ("seed", seed),
-                       ("device", device)):
+                       ("device", device), ("space", space)):
         if value is not None:
             d[key] = value
     if budget is not None:
@@ -112,7 +116,7 @@ def _run_name(cfg: RunConfig) -> str:
 
 def _execute(cfg: RunConfig | None, phases: Sequence[str], *, out: Path | None,
              resume: Path | None, budget: str | None, device: str | None = None,
-             genotype: Genotype | None = None) -> dict[str, Any]:
+             arch: dict[str, Any] | None = None) -> dict[str, Any]:
     setup_console_logging()
     try:
         if resume is not None:
@@ -121,11 +125,10 @@ def _execute(cfg: RunConfig | None, phases: Sequence[str], *, out: Path | None,
             if device is not None:
                 cfg.device = device
             seconds = parse_duration(budget) if budget is not None else None
-            return execute(cfg, run, phases, resume=True, genotype=genotype,
-                           budget_seconds=seconds)
+            return execute(cfg, run, phases, resume=True, arch=arch, budget_seconds=seconds)
         assert cfg is not None
         run = RunDir.create(out, _run_name(cfg))
-        return execute(cfg, run, phases, genotype=genotype)
+        return execute(cfg, run, phases, arch=arch)
     except RunInterrupted as stop:
         console.print(f"\n[yellow]{stop.phase} interrupted.[/] Everything up to the last "
                       f"finished epoch is saved in {stop.run.path}.\nContinue with: "
@@ -144,10 +147,12 @@ def print_summary(summary: dict[str, Any]) -> None:
     table = Table(title="autonas run", show_header=False, title_justify="left")
     table.add_column(style="bold")
     table.add_column()
-    if "genotype" in summary:
-        g = Genotype.from_dict(summary["genotype"])
-        table.add_row("normal cell", _cell_text(g.normal.to_list()))
-        table.add_row("reduction cell", _cell_text(g.reduce.to_list()))
+    arch = summary.get("arch")
+    if isinstance(arch, dict) and {"normal", "reduce"} <= set(arch):
+        table.add_row("normal cell", _cell_text(arch["normal"]))
+        table.add_row("reduction cell", _cell_text(arch["reduce"]))
+    elif arch is not None:
+        table.add_row("architecture", summary.get("arch_text") or json.dumps(arch))
     metrics = summary.get("metrics")
     if metrics:
         table.add_row("parameters", f"{metrics['params']:,}")
@@ -173,6 +178,7 @@ def run(
     dataset: Dataset = "breastmnist",
     data: DataPath = None,
     size: Size = 28,
+    space: Space = "darts",
     strategy: Strategy = "darts",
     budget: Budget = None,
     epochs: Epochs = None,
@@ -188,7 +194,7 @@ def run(
     cfg = None
     if resume is None:
         cfg = _config_or_fail(config=config, dataset=dataset, data=data, size=size,
-                              strategy=strategy, budget=budget, epochs=epochs,
+                              strategy=strategy, budget=budget, epochs=epochs, space=space,
                               retrain_epochs=retrain_epochs, seed=seed, device=device, sets=set_)
     summary = _execute(cfg, ("search", "retrain", "evaluate"), out=out, resume=resume,
                        budget=budget,
@@ -201,6 +207,7 @@ def search(
     dataset: Dataset = "breastmnist",
     data: DataPath = None,
     size: Size = 28,
+    space: Space = "darts",
     strategy: Strategy = "darts",
     budget: Budget = None,
     epochs: Epochs = None,
@@ -215,7 +222,7 @@ def search(
     cfg = None
     if resume is None:
         cfg = _config_or_fail(config=config, dataset=dataset, data=data, size=size,
-                              strategy=strategy, budget=budget, epochs=epochs,
+                              strategy=strategy, budget=budget, epochs=epochs, space=space,
                               retrain_epochs=None, seed=seed, device=device, sets=set_)
     summary = _execute(cfg, ("search",), out=out, resume=resume,
                        budget=budget)
@@ -224,9 +231,11 @@ def search(
 
 @app.command()
 def train(
-    genotype: Annotated[Path | None, typer.Option(help="genotype.json to retrain (from a "
-                                                  "search run folder or written by hand).")]
+    arch: Annotated[Path | None, typer.Option("--arch", "--genotype", help="Architecture to "
+                                              "train: a run's architecture.json or "
+                                              "genotype.json, or a JSON file written by hand.")]
     = None,
+    space: Space = "darts",
     dataset: Dataset = "breastmnist",
     data: DataPath = None,
     size: Size = 28,
@@ -238,32 +247,55 @@ def train(
     device: Device = "auto",
     out: Out = None,
     resume: Annotated[Path | None, typer.Option(help="A search run folder to retrain its "
-                                                "genotype in, or a train run to continue.")]
-    = None,
+                                                "architecture in, or a train run to "
+                                                "continue.")] = None,
     config: ConfigFile = None,
     set_: Sets = None,
 ) -> None:
-    """Train the network a genotype describes (select by validation AUC)."""
-    geno = None
-    if genotype is not None:
+    """Train the network an architecture describes (select by validation AUC)."""
+    arch_dict = None
+    if arch is not None:
         try:
-            geno = Genotype.load(genotype)
+            arch_dict, arch_space = read_arch_file(arch)
         except AutonasError as exc:
             _fail(str(exc))
+        space = arch_space or space
     elif resume is None:
-        _fail("pass --genotype FILE (e.g. a search run's genotype.json) or --resume RUN_DIR")
+        _fail("pass --arch FILE (alias --genotype; e.g. a search run's genotype.json) or "
+              "--resume RUN_DIR")
     cfg = None
     if resume is None:
         cfg = _config_or_fail(config=config, dataset=dataset, data=data, size=size,
-                              strategy=None, budget=budget, epochs=None,
+                              strategy=None, budget=budget, epochs=None, space=space,
                               retrain_epochs=retrain_epochs, seed=seed, device=device, sets=set_)
-    summary = _execute(cfg, ("retrain",), out=out, resume=resume, genotype=geno,
+    summary = _execute(cfg, ("retrain",), out=out, resume=resume, arch=arch_dict,
                        budget=budget)
-    if geno is not None and resume is None:
-        RunDir(summary["run"]).write_json("genotype.json", {"genotype": geno.to_dict(),
-                                                            "source": str(genotype)})
+    if arch_dict is not None and resume is None and cfg is not None:
+        from .pipeline import write_architecture
+        from .spaces import make_space
+
+        write_architecture(RunDir(summary["run"]), cfg,
+                           make_space(cfg.space, **cfg.space_options), arch_dict,
+                           source=str(arch))
     print_summary(summary)
     console.print(f"Evaluate on the test split with: autonas evaluate {summary['run']}")
+
+
+def read_arch_file(path: Path) -> tuple[dict[str, Any], str | None]:
+    """(architecture, space name if the file names one) from any architecture JSON."""
+    if not path.is_file():
+        raise ConfigError(f"architecture file {path} does not exist")
+    try:
+        data = json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"architecture file {path} is not valid JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"architecture file {path} must hold a JSON object")
+    if "arch" in data:
+        return data["arch"], data.get("space")
+    if "genotype" in data:
+        return Genotype.from_dict(data["genotype"]).to_dict(), "darts"
+    return data, None
 
 
 @app.command()
@@ -283,6 +315,15 @@ def evaluate(
     except AutonasError as exc:
         _fail(str(exc))
     print_summary(summary)
+
+
+@app.command()
+def spaces() -> None:
+    """List the search spaces."""
+    from .spaces import available_spaces
+
+    for name, desc in available_spaces().items():
+        console.print(f"[bold]{name}[/]: {desc}")
 
 
 @app.command()

@@ -36,6 +36,9 @@ class RunConfig:
     dataset: str = "breastmnist"
     """A MedMNIST flag or a path to an .npz file in the MedMNIST layout."""
     size: int = 28
+    space: str = "darts"
+    """A registered space (see `autonas spaces`) or a user space `file.py:Class`."""
+    space_options: dict[str, Any] = field(default_factory=dict)
     strategy: str = "darts"
     search: dict[str, Any] = field(default_factory=dict)
     """Options of the strategy (see `autonas strategies`)."""

@@ -18,8 +18,8 @@ from .config import RunConfig
 from .data import ImageData, Normalizer, load_dataset
 from .errors import ConfigError
 from .run import RunDir, detach_log, get_logger
-from .spaces.darts import Network, NetworkConfig
-from .spaces.genotype import Genotype
+from .spaces import BuildSpec, SearchSpace, make_space
+from .spaces.darts import DartsSpace
 from .strategies import SearchContext, make_strategy
 from .training.budget import Budget, Deadline
 from .training.device import configure_threads, resolve_device, seed_everything, to_channels_last
@@ -44,54 +44,74 @@ def load_data(cfg: RunConfig) -> ImageData:
     return load_dataset(cfg.dataset, size=cfg.size)
 
 
-def network_config(cfg: RunConfig, data: ImageData, genotype: Genotype) -> NetworkConfig:
-    return NetworkConfig(
-        genotype=genotype.to_dict(), in_channels=data.channels, num_classes=data.n_classes,
-        image_size=data.image_size[0], channels=cfg.network.channels, layers=cfg.network.layers,
-        nodes=genotype.normal.n_nodes, auxiliary=cfg.network.auxiliary,
-        dropout=cfg.network.dropout,
-    )
+def build_spec(cfg: RunConfig, data: ImageData) -> BuildSpec:
+    return BuildSpec(in_channels=data.channels, num_classes=data.n_classes,
+                     image_size=data.image_size[0], channels=cfg.network.channels,
+                     layers=cfg.network.layers, auxiliary=cfg.network.auxiliary,
+                     dropout=cfg.network.dropout)
 
 
 def load_model(run: RunDir, device: torch.device | str = "cpu"
-               ) -> tuple[Network, Normalizer, dict[str, Any]]:
+               ) -> tuple[torch.nn.Module, Normalizer, dict[str, Any]]:
     """Rebuild the retrained network of a run (weights loaded with ``weights_only=True``)."""
     meta = run.read_json("model.json")
-    model = Network(NetworkConfig(**meta["network"]))
+    space = make_space(meta["space"], **meta["space_options"])
+    model = space.build(meta["arch"], BuildSpec(**meta["build"]))
     state = torch.load(run.file("model.pt"), map_location="cpu", weights_only=True)
     model.load_state_dict(state)
     model = to_channels_last(model.to(device)).eval()
     return model, Normalizer.from_dict(meta["normalizer"]), meta
 
 
+def write_architecture(run: RunDir, cfg: RunConfig, space: SearchSpace, arch: dict[str, Any],
+                       **extra: Any) -> None:
+    """architecture.json for every space; genotype.json too for cell spaces."""
+    run.write_json("architecture.json", {"space": cfg.space, "space_options": space.options(),
+                                         "arch": arch, **extra})
+    if isinstance(space, DartsSpace):
+        run.write_json("genotype.json", {"genotype": arch, **extra})
+
+
+def read_architecture(run: RunDir) -> dict[str, Any]:
+    if run.exists("architecture.json"):
+        return run.read_json("architecture.json")["arch"]
+    if run.exists("genotype.json"):
+        return run.read_json("genotype.json")["genotype"]
+    raise ConfigError(f"{run.path} has no architecture.json: run the search first, or pass "
+                      "--arch FILE")
+
+
 # ----------------------------------------------------------------------------- phases
 
 
-def search_phase(cfg: RunConfig, run: RunDir, data: ImageData, deadline: Deadline,
-                 device: torch.device, resume: bool) -> Genotype:
+def search_phase(cfg: RunConfig, run: RunDir, data: ImageData, space: SearchSpace,
+                 deadline: Deadline, device: torch.device, resume: bool) -> dict[str, Any]:
     log = get_logger()
     strategy = make_strategy(cfg.strategy, **cfg.search)
+    strategy.check_space(space)
     log.info("search: %s on %s (%d train images), %s", cfg.strategy, data.name,
              len(data.train_y), _remaining(deadline))
-    result = strategy.search(SearchContext(data=data, run=run, deadline=deadline, device=device,
-                                           seed=cfg.seed, resume=resume))
-    genotype = Genotype.from_dict(result.architecture["genotype"])
+    result = strategy.search(SearchContext(data=data, space=space, run=run, deadline=deadline,
+                                           device=device, seed=cfg.seed, resume=resume))
+    arch = space.validate(result.architecture)
     run.write_json("search/result.json", {
         "strategy": cfg.strategy, "stopped": result.stopped, "epochs": result.epochs,
-        "architecture": result.architecture, **result.extra,
+        "architecture": arch, **result.extra,
     })
-    run.write_json("genotype.json", {"genotype": genotype.to_dict(), "strategy": cfg.strategy,
-                                     "seed": cfg.seed, "dataset": data.name})
-    log.info("search finished (%s after %d epochs): %s", result.stopped, result.epochs, genotype)
-    return genotype
+    write_architecture(run, cfg, space, arch, strategy=cfg.strategy, seed=cfg.seed,
+                       dataset=data.name)
+    log.info("search finished (%s after %d epochs): %s", result.stopped, result.epochs,
+             space.describe(arch))
+    return arch
 
 
-def retrain_phase(cfg: RunConfig, run: RunDir, data: ImageData, genotype: Genotype,
-                  deadline: Deadline, device: torch.device, resume: bool) -> dict[str, Any]:
+def retrain_phase(cfg: RunConfig, run: RunDir, data: ImageData, space: SearchSpace,
+                  arch: dict[str, Any], deadline: Deadline, device: torch.device,
+                  resume: bool) -> dict[str, Any]:
     log = get_logger()
     seed_everything(cfg.seed)
-    net_cfg = network_config(cfg, data, genotype)
-    model = to_channels_last(Network(net_cfg).to(device))
+    spec = build_spec(cfg, data)
+    model = to_channels_last(space.build(arch, spec).to(device))
     n_params = sum(p.numel() for p in model.parameters() if p.requires_grad)
     log.info("retrain: %d parameters, %s", n_params, _remaining(deadline))
     normalizer = Normalizer.fit(data.train_x)
@@ -102,7 +122,8 @@ def retrain_phase(cfg: RunConfig, run: RunDir, data: ImageData, genotype: Genoty
                           "give the run a larger --budget")
     run.save_state("model.pt", result.state_dict)
     info = {
-        "network": asdict(net_cfg), "normalizer": normalizer.to_dict(),
+        "space": cfg.space, "space_options": space.options(), "arch": arch,
+        "build": asdict(spec), "normalizer": normalizer.to_dict(),
         "class_names": data.class_names, "task": data.task, "dataset": data.name,
         "params": n_params, "best_epoch": result.best_epoch, "epochs": result.epochs,
         "planned_epochs": result.planned_epochs, "stopped": result.stopped,
@@ -133,7 +154,7 @@ def evaluate_phase(run: RunDir, data: ImageData, device: torch.device) -> dict[s
 
 
 def execute(cfg: RunConfig, run: RunDir, phases: Sequence[str] = PHASES, *,
-            resume: bool = False, genotype: Genotype | None = None,
+            resume: bool = False, arch: dict[str, Any] | None = None,
             budget_seconds: float | None = None) -> dict[str, Any]:
     """Run ``phases`` in order inside the budget; returns a summary of what was done.
 
@@ -150,6 +171,7 @@ def execute(cfg: RunConfig, run: RunDir, phases: Sequence[str] = PHASES, *,
             run.write_yaml("config.yaml", _resolved(cfg))
         run.write_environment(cfg.seed, device)
         data = load_data(cfg)
+        space = make_space(cfg.space, **cfg.space_options)
         if not resume or not run.exists("data.json"):
             run.write_json("data.json", data.summary())
         todo = [p for p in phases if not (resume and run.phase_state(p) == "done")]
@@ -178,11 +200,11 @@ def execute(cfg: RunConfig, run: RunDir, phases: Sequence[str] = PHASES, *,
             run.set_phase(phase, "running", session_start=time.time())
             try:
                 if phase == "search":
-                    genotype = search_phase(cfg, run, data, deadline, device, resuming)
+                    arch = search_phase(cfg, run, data, space, deadline, device, resuming)
                 elif phase == "retrain":
-                    genotype = genotype or _load_genotype(run)
-                    summary["model"] = retrain_phase(cfg, run, data, genotype, deadline, device,
-                                                     resuming)
+                    arch = space.validate(arch if arch is not None else read_architecture(run))
+                    summary["model"] = retrain_phase(cfg, run, data, space, arch, deadline,
+                                                     device, resuming)
                 else:
                     summary["metrics"] = evaluate_phase(run, data, device)
             except KeyboardInterrupt:
@@ -195,8 +217,10 @@ def execute(cfg: RunConfig, run: RunDir, phases: Sequence[str] = PHASES, *,
             summary["phases"][phase] = run.status()[phase]
         summary["seconds"] = budget.elapsed()
         summary["budget"] = seconds
-        if run.exists("genotype.json"):
-            summary["genotype"] = run.read_json("genotype.json")["genotype"]
+        if run.exists("architecture.json") or run.exists("genotype.json"):
+            summary["arch"] = read_architecture(run)
+            summary["space"] = cfg.space
+            summary["arch_text"] = space.describe(summary["arch"])
         if "metrics" not in summary and run.exists("metrics.json"):
             summary["metrics"] = run.read_json("metrics.json")
         log.info("run folder: %s (%.0f s)", run.path, summary["seconds"])
@@ -241,13 +265,6 @@ def _count_killed_session(run: RunDir, phase: str) -> None:
         return
     last = max(p.stat().st_mtime for p in files)
     run.set_phase(phase, "killed", seconds=entry.get("seconds", 0.0) + max(0.0, last - start))
-
-
-def _load_genotype(run: RunDir) -> Genotype:
-    if not run.exists("genotype.json"):
-        raise ConfigError(f"{run.path} has no genotype.json: run the search first, or pass "
-                          "--genotype FILE")
-    return Genotype.load(run.file("genotype.json"))
 
 
 def _remaining(deadline: Deadline) -> str:

@@ -17,6 +17,8 @@ import torch
 from torch import nn
 
 from ..errors import ConfigError
+from . import register_space
+from .base import BuildSpec, SearchSpace
 from .genotype import CellGenotype, Genotype, derive_cell, edge_inputs
 from .ops import DARTS_OPS, OPS, ZERO_OPS, FactorizedReduce, ReLUConvBN, Zero, make_op
 
@@ -54,10 +56,15 @@ class Stem(nn.Sequential):
         super().__init__(*layers)
 
 
+@register_space("darts", "DARTS cells: sep/dil convs, pools, skip and none on each edge; "
+                "normal and reduction cells")
 @dataclass
-class DartsSpace:
-    """Hyper-parameters of the DARTS cell space shared by the supernet and derived networks."""
+class DartsSpace(SearchSpace):
+    """The DARTS cell space: a normal and a reduction cell, ``nodes`` intermediate nodes,
+    each the sum of two ops on earlier states. Architectures are genotypes
+    ``{"normal": [[[op, input], [op, input]], ...], "reduce": [...]}``."""
 
+    name = "darts"
     ops: tuple[str, ...] = DARTS_OPS
     nodes: int = 4
     stem_multiplier: int = 3
@@ -82,6 +89,33 @@ class DartsSpace:
         d = asdict(self)
         d["ops"] = list(self.ops)
         return d
+
+    def options(self) -> dict:
+        return self.to_dict()
+
+    def sample(self, rng: random.Random) -> dict:
+        return self.random_genotype(rng).to_dict()
+
+    def validate(self, arch: dict) -> dict:
+        genotype = Genotype.from_dict(arch)
+        real = set(self.ops)
+        for kind, cell in (("normal", genotype.normal), ("reduce", genotype.reduce)):
+            outside = sorted(set(cell.ops()) - real)
+            if outside:
+                raise ConfigError(f"{kind} cell uses op(s) {outside} outside this space's "
+                                  f"ops {list(self.ops)}")
+        return genotype.to_dict()
+
+    def build(self, arch: dict, spec: BuildSpec) -> nn.Module:
+        genotype = Genotype.from_dict(arch)
+        return Network(NetworkConfig(
+            genotype=genotype.to_dict(), in_channels=spec.in_channels,
+            num_classes=spec.num_classes, image_size=spec.image_size, channels=spec.channels,
+            layers=spec.layers, nodes=genotype.normal.n_nodes, auxiliary=spec.auxiliary,
+            dropout=spec.dropout))
+
+    def describe(self, arch: dict) -> str:
+        return str(Genotype.from_dict(arch))
 
     def derive(self, weights: dict[str, torch.Tensor], k: int = 2) -> Genotype:
         """Genotype from per-cell-type (n_edges, n_ops) softmaxed weights."""

@@ -15,12 +15,14 @@ import torch
 
 from ..data import ImageData
 from ..run import RunDir
+from ..spaces.base import SearchSpace
 from ..training.budget import Deadline
 
 
 @dataclass
 class SearchContext:
     data: ImageData
+    space: SearchSpace
     run: RunDir
     deadline: Deadline
     device: torch.device
@@ -31,7 +33,7 @@ class SearchContext:
 @dataclass
 class SearchResult:
     architecture: dict[str, Any]
-    """JSON architecture; for cell spaces ``{"genotype": {...}}``."""
+    """The space's JSON architecture (for cell spaces, the genotype)."""
     stopped: str
     """Why the search ended: ``completed``, ``budget``, or ``early-stop: <rule>``."""
     epochs: int
@@ -44,7 +46,16 @@ class Strategy(ABC):
     """Base class: strategies are dataclasses whose fields are their (YAML) options."""
 
     name: ClassVar[str] = "strategy"
-    space: ClassVar[str] = "darts"
+    spaces: ClassVar[tuple[type, ...]] = ()
+    """Space classes this strategy can search (empty: any space that can ``sample``)."""
+
+    def check_space(self, space: SearchSpace) -> None:
+        from ..errors import ConfigError
+
+        if self.spaces and not isinstance(space, self.spaces):
+            names = ", ".join(getattr(s, "name", s.__name__) for s in self.spaces)
+            raise ConfigError(f"strategy {self.name!r} searches {names} spaces, not "
+                              f"{type(space).__name__}; pick another --space or --strategy")
 
     @abstractmethod
     def search(self, ctx: SearchContext) -> SearchResult:

@@ -21,7 +21,7 @@ from ..data import Augment, BatchLoader, Normalizer, split_indices, subset
 from ..run import get_logger
 from ..spaces.darts import CELL_TYPES, DartsSpace, Supernet
 from ..spaces.genotype import Genotype
-from ..spaces.ops import DARTS_OPS, SKIP_OPS
+from ..spaces.ops import SKIP_OPS
 from ..training.budget import StepTimer
 from ..training.device import to_channels_last
 from ..training.loop import NonFiniteLossError, predict_logits
@@ -62,8 +62,6 @@ class OneShotStrategy(Strategy):
     batch_size: int = 32
     channels: int = 8
     layers: int = 5
-    nodes: int = 4
-    ops: tuple[str, ...] = DARTS_OPS
     w_lr: float = 0.05
     w_lr_min: float = 0.001
     w_momentum: float = 0.9
@@ -78,6 +76,8 @@ class OneShotStrategy(Strategy):
     augment: bool = True
     loss: str = "ce"
     class_weights: str | None = None
+
+    spaces = (DartsSpace,)
 
     # -- hooks a strategy implements ---------------------------------------------------
     def build_arch(self, space: DartsSpace, n_ops: int) -> nn.Module:
@@ -122,15 +122,16 @@ class OneShotStrategy(Strategy):
         self.arch_eval = (xa, ya)
         counts = torch.bincount(yw, minlength=data.n_classes).tolist()
         class_weights = resolve_class_weights(self.class_weights, counts)
-        self.setup_model(data.channels, data.n_classes, data.image_size[0], ctx.device,
-                         class_weights)
+        self.setup_model(ctx.space, data.channels, data.n_classes, data.image_size[0],
+                         ctx.device, class_weights)
 
-    def setup_model(self, in_channels: int, n_classes: int, image_size: int,
+    def setup_model(self, space: DartsSpace, in_channels: int, n_classes: int, image_size: int,
                     device: torch.device, class_weights: torch.Tensor | None = None) -> None:
         """Supernet, architecture parameters, optimizers and loss (no data needed: the step
         benchmark uses this directly)."""
+        self.check_space(space)
         self.device = device
-        self.space = DartsSpace(ops=tuple(self.ops), nodes=self.nodes)
+        self.space = space
         self.loss_fn = make_loss(self.loss, None if class_weights is None
                                  else class_weights.to(device))
         self.net = self.build_supernet(in_channels, n_classes, image_size)
@@ -286,12 +287,11 @@ class OneShotStrategy(Strategy):
                     break
         final = self.space.derive(self.derive_weights(self.arch))
         return SearchResult(
-            architecture={"genotype": final.to_dict()},
+            architecture=final.to_dict(),
             stopped=stopped,
             epochs=len(history),
             history=history,
-            extra={"space": self.space.to_dict(), "supernet": {
-                "channels": self.channels, "layers": self.layers}},
+            extra={"supernet": {"channels": self.channels, "layers": self.layers}},
         )
 
     def _batches(self):
