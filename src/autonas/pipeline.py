@@ -87,8 +87,7 @@ def read_architecture(run: RunDir) -> dict[str, Any]:
 def search_phase(cfg: RunConfig, run: RunDir, data: ImageData, space: SearchSpace,
                  deadline: Deadline, device: torch.device, resume: bool) -> dict[str, Any]:
     log = get_logger()
-    strategy = make_strategy(cfg.strategy, **cfg.search)
-    strategy.check_space(space)
+    strategy = make_strategy(cfg.strategy, space, **cfg.search)
     log.info("search: %s on %s (%d train images), %s", cfg.strategy, data.name,
              len(data.train_y), _remaining(deadline))
     result = strategy.search(SearchContext(data=data, space=space, run=run, deadline=deadline,
@@ -232,7 +231,8 @@ def execute(cfg: RunConfig, run: RunDir, phases: Sequence[str] = PHASES, *,
 def _resolved(cfg: RunConfig) -> dict[str, Any]:
     """The config with every strategy option spelled out, so a run can be repeated."""
     d = cfg.to_dict()
-    d["search"] = make_strategy(cfg.strategy, **cfg.search).options()
+    d["search"] = make_strategy(cfg.strategy, make_space(cfg.space, **cfg.space_options),
+                                **cfg.search).options()
     return d
 
 

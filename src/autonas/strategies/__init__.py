@@ -1,14 +1,31 @@
-"""Search strategies, found by name in one registry (one file + one line per strategy)."""
+"""Search strategies, found by name in one registry (one file + one line per strategy).
+
+A name may have several implementations for different kinds of space (DARTS on cell
+spaces and on user model spaces): ``make_strategy`` picks the one whose ``spaces`` accept
+the space being searched.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import ConfigError
 from .base import SearchContext, SearchResult, Strategy
 
-_REGISTRY: dict[str, tuple[type[Strategy], dict[str, Any], str]] = {}
+
+@dataclass
+class _Entry:
+    cls: type[Strategy]
+    description: str
+    defaults: dict[str, Any] = field(default_factory=dict)
+
+    def accepts(self, space: object | None) -> bool:
+        return space is None or not self.cls.spaces or isinstance(space, self.cls.spaces)
+
+
+_REGISTRY: dict[str, list[_Entry]] = {}
 
 
 def register_strategy(name: str, description: str, **defaults: Any
@@ -16,9 +33,10 @@ def register_strategy(name: str, description: str, **defaults: Any
     """Register ``cls`` under ``name`` with preset options (e.g. darts2 = darts, order 2)."""
 
     def wrap(cls: type[Strategy]) -> type[Strategy]:
-        if name in _REGISTRY:
-            raise ValueError(f"strategy {name!r} is already registered")
-        _REGISTRY[name] = (cls, defaults, description)
+        entries = _REGISTRY.setdefault(name, [])
+        if any(e.cls is cls for e in entries):
+            raise ValueError(f"strategy {name!r} is already registered for {cls.__name__}")
+        entries.append(_Entry(cls, description, defaults))
         return cls
 
     return wrap
@@ -26,25 +44,31 @@ def register_strategy(name: str, description: str, **defaults: Any
 
 def available_strategies() -> dict[str, str]:
     _load_builtins()
-    return {name: desc for name, (_, _, desc) in sorted(_REGISTRY.items())}
+    return {name: entries[0].description for name, entries in sorted(_REGISTRY.items())}
 
 
-def make_strategy(name: str, **options: Any) -> Strategy:
-    """Build a registered strategy; unknown names and options give a clear error."""
+def make_strategy(name: str, space: object | None = None, **options: Any) -> Strategy:
+    """Build a registered strategy for ``space``; unknown names, options and unsupported
+    spaces give a clear error."""
     _load_builtins()
     if name not in _REGISTRY:
         raise ConfigError(
             f"unknown strategy {name!r}; available: {', '.join(sorted(_REGISTRY))}"
         )
-    cls, defaults, _ = _REGISTRY[name]
-    known = set(cls.option_names())
+    matching = [e for e in _REGISTRY[name] if e.accepts(space)]
+    if not matching:
+        kinds = ", ".join(sorted({s.__name__ for e in _REGISTRY[name] for s in e.cls.spaces}))
+        raise ConfigError(f"strategy {name!r} cannot search a {type(space).__name__}; it "
+                          f"searches {kinds}")
+    entry = matching[0]
+    known = set(entry.cls.option_names())
     unknown = sorted(set(options) - known)
     if unknown:
         raise ConfigError(
             f"strategy {name!r} has no option(s) {unknown}; its options are {sorted(known)}"
         )
-    kwargs = {**defaults, **{k: v for k, v in options.items() if v is not None}}
-    return cls(**kwargs)
+    kwargs = {**entry.defaults, **{k: v for k, v in options.items() if v is not None}}
+    return entry.cls(**kwargs)
 
 
 def _load_builtins() -> None:
