@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from dataclasses import asdict
 from typing import Any
 
+import numpy as np
 import torch
 
 from .config import RunConfig
@@ -25,6 +26,7 @@ from .training.budget import Budget, Deadline
 from .training.device import configure_threads, resolve_device, seed_everything, to_channels_last
 from .training.loop import predict_proba
 from .training.metrics import classification_metrics
+from .training.profile import profile_model
 from .training.trainer import fit
 
 PHASES = ("search", "retrain", "evaluate")
@@ -135,14 +137,24 @@ def retrain_phase(cfg: RunConfig, run: RunDir, data: ImageData, space: SearchSpa
 
 
 def evaluate_phase(run: RunDir, data: ImageData, device: torch.device) -> dict[str, Any]:
+    """Validation and test metrics, the predictions behind them (``predictions.npz``, for
+    reports and bootstrap intervals), and the model's cost (params, FLOPs, latency)."""
     model, normalizer, meta = load_model(run, device)
     metrics: dict[str, Any] = {"params": meta["params"], "best_epoch": meta["best_epoch"]}
+    predictions: dict[str, np.ndarray] = {}
     for split in ("val", "test"):
         x, y = data.split(split)
         start = time.perf_counter()
         probs = predict_proba(model, x, normalizer=normalizer, device=device)
         metrics[split] = classification_metrics(y.numpy(), probs, data.class_names)
         metrics[split]["seconds"] = time.perf_counter() - start
+        predictions[f"{split}_probs"] = probs.astype(np.float32)
+        predictions[f"{split}_labels"] = y.numpy().astype(np.int64)
+    input_shape = (data.channels, *data.image_size)
+    metrics["model"] = profile_model(model, input_shape)
+    metrics["model"]["device"] = str(device)
+    np.savez_compressed(run.file("predictions.npz"), **predictions)
+    run.file("model_summary.txt").write_text(f"{model}\n")
     run.write_json("metrics.json", metrics)
     get_logger().info("test: accuracy %.4f, AUC %s, loss %.4f", metrics["test"]["accuracy"],
                       metrics["test"]["auc"], metrics["test"]["loss"])

@@ -46,6 +46,20 @@ class SearchSpace(ABC):
     def build(self, arch: dict[str, Any], spec: BuildSpec) -> nn.Module:
         """The network ``arch`` describes, freshly initialised (for retraining)."""
 
+    def choices(self) -> dict[str, list[Any]]:
+        """A flat, categorical view of the space: label -> candidate values (int, float, str
+        or bool). Grid, evolution, REINFORCE and TPE search in this view; ``from_choices``
+        turns a point of it back into an architecture."""
+        raise NotImplementedError(f"{type(self).__name__} offers no categorical view")
+
+    def from_choices(self, values: dict[str, Any]) -> dict[str, Any]:
+        """The architecture for one value per label of ``choices()``."""
+        return dict(values)
+
+    def to_choices(self, arch: dict[str, Any]) -> dict[str, Any]:
+        """Inverse of ``from_choices``."""
+        return dict(arch)
+
     def options(self) -> dict[str, Any]:
         """Constructor options that rebuild this space (saved in config.yaml / model.json)."""
         return {}

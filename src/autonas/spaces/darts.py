@@ -117,6 +117,39 @@ class DartsSpace(SearchSpace):
     def describe(self, arch: dict) -> str:
         return str(Genotype.from_dict(arch))
 
+    # Categorical view: per node, the pair of inputs ("0,1") and one op per input.
+    def choices(self) -> dict[str, list]:
+        real = [op for op in self.ops if op not in ZERO_OPS]
+        out: dict[str, list] = {}
+        for t in CELL_TYPES:
+            for i in range(self.nodes):
+                out[f"{t}/node{i}/inputs"] = [f"{a},{b}" for a in range(i + 2)
+                                              for b in range(a + 1, i + 2)]
+                out[f"{t}/node{i}/op0"] = list(real)
+                out[f"{t}/node{i}/op1"] = list(real)
+        return out
+
+    def from_choices(self, values: dict) -> dict:
+        cells = {}
+        for t in CELL_TYPES:
+            nodes = []
+            for i in range(self.nodes):
+                a, b = (int(v) for v in str(values[f"{t}/node{i}/inputs"]).split(","))
+                nodes.append([[values[f"{t}/node{i}/op0"], a], [values[f"{t}/node{i}/op1"], b]])
+            cells[t] = nodes
+        return self.validate(cells)
+
+    def to_choices(self, arch: dict) -> dict:
+        genotype = Genotype.from_dict(arch)
+        out = {}
+        for t, cell in (("normal", genotype.normal), ("reduce", genotype.reduce)):
+            for i, edges in enumerate(cell.nodes):
+                (op0, a), (op1, b) = sorted(edges, key=lambda e: e[1])
+                out[f"{t}/node{i}/inputs"] = f"{a},{b}"
+                out[f"{t}/node{i}/op0"] = op0
+                out[f"{t}/node{i}/op1"] = op1
+        return out
+
     def derive(self, weights: dict[str, torch.Tensor], k: int = 2) -> Genotype:
         """Genotype from per-cell-type (n_edges, n_ops) softmaxed weights."""
         return Genotype(*(derive_cell(weights[t], self.ops, self.nodes, k) for t in CELL_TYPES))

@@ -20,7 +20,6 @@ from torch import nn
 from ..data import Augment, BatchLoader, Normalizer, split_indices, subset
 from ..run import get_logger
 from ..spaces.darts import CELL_TYPES, DartsSpace, Supernet
-from ..spaces.genotype import Genotype
 from ..spaces.ops import SKIP_OPS
 from ..training.budget import StepTimer
 from ..training.device import to_channels_last
@@ -90,6 +89,10 @@ class OneShotStrategy(Strategy):
     def derive_weights(self, arch: nn.Module) -> dict[str, torch.Tensor]:
         """The weights the genotype is read from (may differ from the mixing weights)."""
         return arch.softmax()
+
+    def derive_arch(self) -> dict[str, Any]:
+        """The discrete architecture (the space's JSON form) the current weights select."""
+        return self.space.derive(self.derive_weights(self.arch)).to_dict()
 
     @abstractmethod
     def arch_step(self, xt: torch.Tensor, yt: torch.Tensor, xv: torch.Tensor,
@@ -285,9 +288,8 @@ class OneShotStrategy(Strategy):
                     stopped = f"early-stop: {reason}"
                     log.info("search stopped early: %s", reason)
                     break
-        final = self.space.derive(self.derive_weights(self.arch))
         return SearchResult(
-            architecture=final.to_dict(),
+            architecture=self.derive_arch(),
             stopped=stopped,
             epochs=len(history),
             history=history,
@@ -299,6 +301,3 @@ class OneShotStrategy(Strategy):
             (xt, yt, xv, yv)
             for (xt, yt), (xv, yv) in zip(self.weight_loader, self.arch_loader)
         )
-
-    def genotype(self) -> Genotype:
-        return self.space.derive(self.derive_weights(self.arch))
