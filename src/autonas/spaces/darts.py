@@ -19,6 +19,7 @@ from torch import nn
 from ..errors import ConfigError
 from . import register_space
 from .base import BuildSpec, SearchSpace
+from .fused import FusedEdges
 from .genotype import CellGenotype, Genotype, derive_cell, edge_inputs
 from .ops import DARTS_OPS, OPS, ZERO_OPS, FactorizedReduce, ReLUConvBN, Zero, make_op
 
@@ -254,8 +255,12 @@ class MixedOp(nn.Module):
 
 
 class SearchCell(nn.Module):
+    """A supernet cell. With ``fuse`` (the default) the edges leaving each state are
+    evaluated together (``spaces/fused.py``); ``active`` (sampled paths) and edges with
+    different op lists use the edge-by-edge path. Both compute the same function."""
+
     def __init__(self, edge_ops: Sequence[Sequence[str]], nodes: int, c_pp: int, c_p: int, c: int,
-                 reduction: bool, reduction_prev: bool) -> None:
+                 reduction: bool, reduction_prev: bool, fuse: bool = True) -> None:
         super().__init__()
         self.reduction = reduction
         self.nodes = nodes
@@ -267,22 +272,35 @@ class SearchCell(nn.Module):
             MixedOp(edge_ops[e], c, 2 if reduction and j < 2 else 1)
             for e, (_, j) in enumerate(self.inputs)
         )
+        self.out_edges = [[e for e, (_, src) in enumerate(self.inputs) if src == j]
+                          for j in range(nodes + 2)]
+        self.fuse = fuse
+        self._groups = [
+            FusedEdges([self.edges[e] for e in idx])
+            if idx and FusedEdges.compatible([self.edges[e] for e in idx]) else None
+            for idx in self.out_edges
+        ]
 
     def forward(self, s0: torch.Tensor, s1: torch.Tensor, weights: torch.Tensor,
                 active: Sequence[Sequence[int] | None] | None = None) -> torch.Tensor:
         states = [self.preprocess0(s0), self.preprocess1(s1)]
-        relus: list[torch.Tensor | None] = [None, None]
-        e = 0
-        for _ in range(self.nodes):
-            acc = None
-            for j, h in enumerate(states):
-                if relus[j] is None:
-                    relus[j] = torch.relu(h)
-                y = self.edges[e](h, weights[e], None if active is None else active[e], relus[j])
-                acc = y if acc is None else acc + y
-                e += 1
-            states.append(acc)
-            relus.append(None)
+        acc: list[torch.Tensor | None] = [None] * self.nodes
+        # State j feeds nodes j-1 and later; node j-1 is complete once states 0..j are done.
+        for j in range(self.nodes + 1):
+            idx = self.out_edges[j]
+            h = states[j]
+            group = self._groups[j]
+            if self.fuse and active is None and group is not None:
+                ys = group(h, weights[idx])
+            else:
+                h_relu = torch.relu(h)
+                ys = [self.edges[e](h, weights[e], None if active is None else active[e], h_relu)
+                      for e in idx]
+            for e, y in zip(idx, ys):
+                node = self.inputs[e][0]
+                acc[node] = y if acc[node] is None else acc[node] + y
+            if j >= 1:
+                states.append(acc[j - 1])
         return torch.cat(states[2:], dim=1)
 
 
@@ -295,7 +313,8 @@ class Supernet(nn.Module):
 
     def __init__(self, space: DartsSpace, in_channels: int, num_classes: int, image_size: int,
                  channels: int = 8, layers: int = 5,
-                 edge_ops: dict[str, Sequence[Sequence[str]]] | None = None) -> None:
+                 edge_ops: dict[str, Sequence[Sequence[str]]] | None = None,
+                 fuse: bool = True) -> None:
         super().__init__()
         self.space = space
         self.channels = channels
@@ -316,7 +335,7 @@ class Supernet(nn.Module):
                 c *= 2
             kind = "reduce" if reduction else "normal"
             self.cells.append(SearchCell(self.edge_ops[kind], space.nodes, c_pp, c_p, c,
-                                         reduction, reduction_prev))
+                                         reduction, reduction_prev, fuse=fuse))
             reduction_prev = reduction
             c_pp, c_p = c_p, space.nodes * c
         self.pool = nn.AdaptiveAvgPool2d(1)

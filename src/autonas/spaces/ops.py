@@ -90,24 +90,25 @@ class DepthwiseConv2d(nn.Module):
         self.dilation = dilation
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        k, s, d = self.kernel_size, self.stride, self.dilation
-        if d == 2 and s == 2:
-            return F.conv2d(x[:, :, ::2, ::2], self.weight, padding=(k - 1) // 2,
-                            groups=self.channels)
-        if d == 2 and s == 1 and min(x.shape[-2:]) < d * (k - 1) + 1:
-            return self._polyphase(x)
-        return F.conv2d(x, self.weight, stride=s, padding=d * (k - 1) // 2, dilation=d,
-                        groups=self.channels)
+        return depthwise_conv2d(x, self.weight, self.stride, self.dilation)
 
 
-    def _polyphase(self, x: torch.Tensor) -> torch.Tensor:
+def depthwise_conv2d(x: torch.Tensor, weight: torch.Tensor, stride: int = 1,
+                     dilation: int = 1) -> torch.Tensor:
+    """Depthwise 'same' convolution in its fastest exact formulation (see DepthwiseConv2d);
+    the channel count comes from ``weight``, so fused (concatenated) weights work too."""
+    channels, k = weight.shape[0], weight.shape[-1]
+    if dilation == 2 and stride == 2:
+        return F.conv2d(x[:, :, ::2, ::2], weight, padding=(k - 1) // 2, groups=channels)
+    if dilation == 2 and stride == 1 and min(x.shape[-2:]) < dilation * (k - 1) + 1:
         h, w = x.shape[-2:]
         padded = F.pad(x, (0, w % 2, 0, h % 2))  # zeros past the edge change nothing
         phases = F.pixel_unshuffle(padded, 2)  # (B, 4C, H/2, W/2), channel c*4 + phase
-        weight = self.weight.repeat_interleave(4, dim=0)
-        y = F.conv2d(phases, weight, padding=(self.kernel_size - 1) // 2,
-                     groups=4 * self.channels)
+        y = F.conv2d(phases, weight.repeat_interleave(4, dim=0), padding=(k - 1) // 2,
+                     groups=4 * channels)
         return F.pixel_shuffle(y, 2)[:, :, :h, :w]
+    return F.conv2d(x, weight, stride=stride, padding=dilation * (k - 1) // 2,
+                    dilation=dilation, groups=channels)
 
 
 def _conv1x1(c_in: int, c_out: int) -> nn.Conv2d:
