@@ -11,6 +11,7 @@ prints one JSON document.
 
     python benchmarks/step.py       # C=8, 5 cells, batch 64, 28x28x1, orders 1 and 2
     python benchmarks/step.py --channels 16 --layers 8
+    python benchmarks/step.py --strategy pc-darts   # or gdas: autonas only, no reference
 """
 
 from __future__ import annotations
@@ -216,8 +217,10 @@ class RefDarts:
 
 def build_fast(args, order: int, device: torch.device):
     torch.manual_seed(0)
-    s = make_strategy(args.strategy, order=order, channels=args.channels, layers=args.layers,
-                      batch_size=args.batch)
+    options = dict(channels=args.channels, layers=args.layers, batch_size=args.batch)
+    if "order" in make_strategy(args.strategy).option_names():  # GDAS has no order
+        options["order"] = order
+    s = make_strategy(args.strategy, **options)
     s.setup_model(DartsSpace(ops=tuple(args.ops), nodes=args.nodes), args.in_channels, 2,
                   args.size, device)
     return s
@@ -380,6 +383,10 @@ def main() -> None:
     p.add_argument("--impl", default="fast", help=argparse.SUPPRESS)
     p.add_argument("--order", type=int, default=1, help=argparse.SUPPRESS)
     args = p.parse_args()
+    if args.strategy != "darts":  # the textbook reference is plain DARTS
+        args.impls = ["fast"]
+        if "order" not in make_strategy(args.strategy).option_names():
+            args.orders = [1]
     if args.worker:
         print(json.dumps(worker(args)))
         return

@@ -9,6 +9,7 @@ from typing import Annotated, Any
 
 import typer
 import yaml
+from rich.markup import escape as rich_escape
 from rich.table import Table
 
 from .config import RunConfig
@@ -38,8 +39,8 @@ Space = Annotated[str, typer.Option("--space", help="Search space (see `autonas 
                                     "user space as path/to/file.py:ClassName.")]
 Budget = Annotated[str | None, typer.Option("--budget", "-b", help="Wall-clock budget for the "
                                             "whole command, e.g. 600, 10m, 1h30m, none "
-                                            "[default: 10m; on --resume, what the run has "
-                                            "left].", show_default=False)]
+                                            "(default: 10m; on --resume, what the run has "
+                                            "left).", show_default=False)]
 Epochs = Annotated[int | None, typer.Option(help="Search epochs (default: the strategy's).")]
 RetrainEpochs = Annotated[int | None, typer.Option(help="Retrain epochs (default: as many as "
                                                    "the budget allows).")]
@@ -55,10 +56,25 @@ ConfigFile = Annotated[Path | None, typer.Option("--config", help="YAML file wit
 Sets = Annotated[list[str] | None, typer.Option("--set", help="Override one option, e.g. "
                                                 "--set search.alpha_lr=0.01 --set train.lr=0.1 "
                                                 "--set network.channels=24 (repeatable).")]
+MaxTrials = Annotated[int | None, typer.Option("--max-trials", help="Multi-trial strategies: "
+                                               "trials to run at most (with --budget, "
+                                               "whichever ends first).")]
+StorageUrl = Annotated[str | None, typer.Option("--storage", help="Multi-trial strategies: "
+                                                "Optuna storage URL, e.g. postgresql://user:"
+                                                "pass@host/db (default: SQLite in the run "
+                                                "folder).", show_default=False)]
+Loss = Annotated[str | None, typer.Option("--loss", help="Loss of the search and of "
+                                          "retraining: ce (cross-entropy) or focal (focal "
+                                          "loss, gamma train.focal_gamma) [default: ce].",
+                                          show_default=False)]
+ClassWeights = Annotated[str | None, typer.Option("--class-weights", help="none, or auto: "
+                                                  "weight each class by its inverse training "
+                                                  "frequency, in the search and retraining "
+                                                  "[default: none].", show_default=False)]
 
 
 def _fail(message: str, code: int = 2) -> None:
-    console.print(f"[bold red]error:[/] {message}")
+    console.print(f"[bold red]error:[/] {rich_escape(message)}")  # "[extra]" is not markup
     raise typer.Exit(code)
 
 
@@ -87,7 +103,9 @@ def build_config(*, config: Path | None, dataset: str | None, data: Path | None,
                  size: int | None, strategy: str | None, budget: str | None,
                  space: str | None = None,
                  epochs: int | None, retrain_epochs: int | None, seed: int | None,
-                 device: str | None, sets: Sequence[str] | None) -> RunConfig:
+                 device: str | None, sets: Sequence[str] | None,
+                 max_trials: int | None = None, storage: str | None = None,
+                 loss: str | None = None, class_weights: str | None = None) -> RunConfig:
     d: dict[str, Any] = RunConfig().to_dict()
     if config is not None:
         loaded = RunConfig.load(config).to_dict()
@@ -106,8 +124,44 @@ def build_config(*, config: Path | None, dataset: str | None, data: Path | None,
         d["search"] = {**d.get("search", {}), "epochs": epochs}
     if retrain_epochs is not None:
         d["train"] = {**d.get("train", {}), "epochs": retrain_epochs}
+    # Only when given: one-shot strategies have no such options and must say so.
+    for key, value in (("max_trials", max_trials), ("storage", storage)):
+        if value is not None:
+            d["search"] = {**d.get("search", {}), key: value}
+    _apply_losses(d, loss, class_weights)
     _apply_sets(d, sets or [])
     return RunConfig.from_dict(d)
+
+
+def _apply_losses(d: dict[str, Any], loss: str | None, class_weights: str | None) -> None:
+    """--loss / --class-weights set the retraining's options and the search's: a one-shot
+    strategy's own ``loss``/``class_weights``, a multi-trial strategy's trial ``train``."""
+    from .strategies import make_strategy
+    from .training.losses import LOSSES
+
+    if loss is not None and loss not in LOSSES:
+        raise ConfigError(f"--loss must be one of {', '.join(LOSSES)}, got {loss!r}")
+    if class_weights is not None and class_weights not in ("none", "auto"):
+        raise ConfigError(f"--class-weights must be none or auto, got {class_weights!r} (a "
+                          "list of weights goes in --set train.class_weights=[1,3])")
+    given: dict[str, Any] = {}
+    if loss is not None:
+        given["loss"] = loss
+    if class_weights is not None:
+        given["class_weights"] = None if class_weights == "none" else class_weights
+    if not given:
+        return
+    d["train"] = {**d.get("train", {}), **given}
+    try:
+        names = set(type(make_strategy(d["strategy"])).option_names())
+    except AutonasError:
+        return  # an unknown strategy is reported when the run starts
+    search = dict(d.get("search") or {})
+    if "loss" in names:
+        search.update(given)
+    elif "train" in names:
+        search["train"] = {**(search.get("train") or {}), **given}
+    d["search"] = search
 
 
 def _run_name(cfg: RunConfig) -> str:
@@ -173,6 +227,58 @@ def _cell_text(nodes: list) -> str:
                      for i, edges in enumerate(nodes))
 
 
+Folder = Annotated[Path | None, typer.Option("--folder", help="A folder of images with one "
+                                             "subfolder per class (instead of --dataset).")]
+CsvFile = Annotated[Path | None, typer.Option("--csv", help="A CSV naming an image file and a "
+                                              "label per row (instead of --dataset).")]
+ImageDir = Annotated[Path | None, typer.Option("--image-dir", help="Folder the CSV's file "
+                                               "names are relative to (default: the CSV's "
+                                               "folder).", show_default=False)]
+ImageCol = Annotated[str | None, typer.Option("--image-col", help="CSV column of image file "
+                                              "names (default: the first such column).",
+                                              show_default=False)]
+LabelCol = Annotated[str | None, typer.Option("--label-col", help="CSV column of labels, "
+                                              "e.g. gender.")]
+ImageSize = Annotated[int | None, typer.Option("--image-size", help="--folder/--csv images are "
+                                               "resized to this square side (default: 64).",
+                                               show_default=False)]
+Grayscale = Annotated[bool | None, typer.Option("--grayscale/--rgb", help="Force grayscale or "
+                                                "RGB for --folder/--csv (default: the mode "
+                                                "most files have).", show_default=False)]
+
+
+def image_source(folder: Path | None, csv_file: Path | None, image_dir: Path | None,
+                 image_col: str | None, label_col: str | None, image_size: int | None,
+                 grayscale: bool | None) -> dict[str, Any]:
+    """The config's ``source`` mapping for --folder / --csv (absolute paths, so a resumed
+    run finds the images from any working folder); empty without either."""
+    if folder is not None and csv_file is not None:
+        raise ConfigError("pass either --folder or --csv, not both")
+    if folder is None and csv_file is None:
+        extra = [n for n, v in (("--image-dir", image_dir), ("--image-col", image_col),
+                                ("--label-col", label_col), ("--image-size", image_size))
+                 if v is not None]
+        if extra:
+            raise ConfigError(f"{', '.join(extra)} only apply to --csv (or --folder) data")
+        return {}
+    common: dict[str, Any] = {"image_size": image_size or 64, "grayscale": grayscale}
+    if folder is not None:
+        if not folder.is_dir():
+            raise ConfigError(f"--folder {folder}: folder not found")
+        return {"kind": "folder", "path": str(folder.resolve()), **common}
+    assert csv_file is not None
+    if not csv_file.is_file():
+        raise ConfigError(f"--csv {csv_file}: file not found")
+    if label_col is None:
+        raise ConfigError("--csv needs --label-col COLUMN (the column holding the labels)")
+    folder_of_images = image_dir if image_dir is not None else csv_file.parent
+    if not folder_of_images.is_dir():
+        raise ConfigError(f"--image-dir {folder_of_images}: folder not found")
+    return {"kind": "csv", "csv": str(csv_file.resolve()),
+            "image_dir": str(folder_of_images.resolve()), "image_col": image_col,
+            "label_col": label_col, **common}
+
+
 @app.command()
 def run(
     dataset: Dataset = "breastmnist",
@@ -189,13 +295,37 @@ def run(
     resume: Resume = None,
     config: ConfigFile = None,
     set_: Sets = None,
+    folder: Folder = None,
+    csv_file: CsvFile = None,
+    image_dir: ImageDir = None,
+    image_col: ImageCol = None,
+    label_col: LabelCol = None,
+    image_size: ImageSize = None,
+    grayscale: Grayscale = None,
+    max_trials: MaxTrials = None,
+    storage: StorageUrl = None,
+    tensorboard: TensorBoardFlag = False,
+    loss: Loss = None,
+    class_weights: ClassWeights = None,
 ) -> None:
     """Search an architecture, retrain it and evaluate it on the test split."""
     cfg = None
     if resume is None:
         cfg = _config_or_fail(config=config, dataset=dataset, data=data, size=size,
                               strategy=strategy, budget=budget, epochs=epochs, space=space,
-                              retrain_epochs=retrain_epochs, seed=seed, device=device, sets=set_)
+                              retrain_epochs=retrain_epochs, seed=seed, device=device, sets=set_,
+                              max_trials=max_trials, storage=storage, loss=loss,
+                              class_weights=class_weights)
+        if tensorboard:
+            _enable_tensorboard(cfg)
+        try:
+            source = image_source(folder, csv_file, image_dir, image_col, label_col,
+                                  image_size, grayscale)
+        except AutonasError as exc:
+            _fail(str(exc))
+        if source:
+            cfg.source = source
+            cfg.dataset = str(source.get("path") or source.get("csv"))
     summary = _execute(cfg, ("search", "retrain", "evaluate"), out=out, resume=resume,
                        budget=budget,
                        device=None if resume is None else device)
@@ -217,13 +347,22 @@ def search(
     resume: Resume = None,
     config: ConfigFile = None,
     set_: Sets = None,
+    max_trials: MaxTrials = None,
+    storage: StorageUrl = None,
+    tensorboard: TensorBoardFlag = False,
+    loss: Loss = None,
+    class_weights: ClassWeights = None,
 ) -> None:
     """Search only: writes genotype.json (retrain it with `autonas train`)."""
     cfg = None
     if resume is None:
         cfg = _config_or_fail(config=config, dataset=dataset, data=data, size=size,
                               strategy=strategy, budget=budget, epochs=epochs, space=space,
-                              retrain_epochs=None, seed=seed, device=device, sets=set_)
+                              retrain_epochs=None, seed=seed, device=device, sets=set_,
+                              max_trials=max_trials, storage=storage, loss=loss,
+                              class_weights=class_weights)
+        if tensorboard:
+            _enable_tensorboard(cfg)
     summary = _execute(cfg, ("search",), out=out, resume=resume,
                        budget=budget)
     print_summary(summary)
@@ -251,6 +390,8 @@ def train(
                                                 "continue.")] = None,
     config: ConfigFile = None,
     set_: Sets = None,
+    loss: Loss = None,
+    class_weights: ClassWeights = None,
 ) -> None:
     """Train the network an architecture describes (select by validation AUC)."""
     arch_dict = None
@@ -267,7 +408,8 @@ def train(
     if resume is None:
         cfg = _config_or_fail(config=config, dataset=dataset, data=data, size=size,
                               strategy=None, budget=budget, epochs=None, space=space,
-                              retrain_epochs=retrain_epochs, seed=seed, device=device, sets=set_)
+                              retrain_epochs=retrain_epochs, seed=seed, device=device, sets=set_,
+                              loss=loss, class_weights=class_weights)
     summary = _execute(cfg, ("retrain",), out=out, resume=resume, arch=arch_dict,
                        budget=budget)
     if arch_dict is not None and resume is None and cfg is not None:
@@ -318,6 +460,110 @@ def evaluate(
 
 
 @app.command()
+def tune(
+    run_dir: Annotated[Path, typer.Argument(help="A run folder holding a searched "
+                                            "architecture (architecture.json).")],
+    budget: Annotated[str, typer.Option("--budget", "-b", help="Wall-clock budget for tuning "
+                                        "(and retraining with --retrain), e.g. 10m, 1h, "
+                                        "none.")] = "10m",
+    max_trials: Annotated[int | None, typer.Option("--max-trials", help="Trials of the "
+                                                   "tuning study in all, counting earlier "
+                                                   "calls on this run.")] = None,
+    storage: Annotated[str | None, typer.Option("--storage", help="Optuna storage URL "
+                                                "(default: SQLite in RUN_DIR/tune).",
+                                                show_default=False)] = None,
+    trial_epochs: Annotated[int, typer.Option(help="Epochs of a full trial; Hyperband stops "
+                                              "most trials after fewer.")] = 9,
+    seed: Annotated[int | None, typer.Option(help="Random seed (default: the run's).",
+                                             show_default=False)] = None,
+    device: Device = "auto",
+    retrain: Annotated[bool, typer.Option("--retrain", help="Then retrain with the best "
+                                          "settings into RUN_DIR/tuned and evaluate.")]
+    = False,
+) -> None:
+    """Tune the training settings of a run's architecture (learning rate, weight decay, batch
+    size, augmentation, loss, class weights) with TPE + Hyperband; writes tune/best.yaml."""
+    from .tune import tune as tune_run
+
+    setup_console_logging()
+    try:
+        summary = tune_run(run_dir, budget=parse_duration(budget), max_trials=max_trials,
+                           storage=storage, trial_epochs=trial_epochs, seed=seed,
+                           device=device, retrain=retrain)
+    except AutonasError as exc:
+        _fail(str(exc))
+    table = Table(title="autonas tune", show_header=False, title_justify="left")
+    table.add_column(style="bold")
+    table.add_column()
+    table.add_row(f"best val {summary['objective']}", f"{summary['value']:.4f}")
+    for key, value in summary["best"].items():
+        table.add_row(key, f"{value:.3g}" if isinstance(value, float) else str(value))
+    states = summary["states"]
+    table.add_row("trials", f"{summary['n_trials']} ({states['COMPLETE']} complete, "
+                  f"{states['PRUNED']} pruned, {states['FAIL']} failed)")
+    table.add_row("settings", summary["best_yaml"])
+    metrics = summary.get("metrics")
+    if metrics:
+        test = metrics["test"]
+        auc = "n/a" if test["auc"] is None else f"{test['auc']:.4f}"
+        table.add_row("tuned test ACC / AUC", f"{test['accuracy']:.4f} / {auc}")
+        table.add_row("tuned run", summary["tuned_run"])
+    console.print(table)
+    if not retrain:
+        console.print(f"Retrain with: autonas train --arch {run_dir}/architecture.json "
+                      f"--config {summary['best_yaml']} (add the data options of the run)")
+
+
+@app.command("export")
+def export_command(
+    run_dir: Annotated[Path, typer.Argument(help="A run folder holding model.pt and "
+                                            "model.json (or a saved ImageClassifier).")],
+    format_: Annotated[str, typer.Option("--format", "-f", help="state_dict (weights with "
+                                         "normalisation + JSON), torchscript or onnx.")]
+    = "onnx",
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="File to write (default: "
+                                             "RUN_DIR/export/model.<format>).",
+                                             show_default=False)] = None,
+) -> None:
+    """Export a trained model with its input normalisation, checked against PyTorch."""
+    from .export import export_run
+
+    try:
+        result = export_run(run_dir, format_, out)
+    except AutonasError as exc:
+        _fail(str(exc))
+    spec = result["input"]
+    shape = {"NHW": "N,H,W", "NHWC": "N,H,W,C"}.get(spec["layout"], "N,C,H,W")
+    console.print(f"wrote {result['path']} ({format_}); input: {spec['dtype']} images "
+                  f"({shape}) with C={spec['channels']}, H={spec['height']}, "
+                  f"W={spec['width']}, any batch size; output: class probabilities")
+    console.print(f"max abs difference from PyTorch on sample inputs: "
+                  f"{result['max_abs_diff']:.2e}")
+
+
+@app.command()
+def predict(
+    run_dir: Annotated[Path, typer.Argument(help="A run folder holding model.pt and "
+                                            "model.json (or a saved ImageClassifier).")],
+    images: Annotated[list[Path], typer.Argument(help="Image files, or folders of them.")],
+) -> None:
+    """Predict image files; writes CSV to stdout: path, label, one probability per class."""
+    import csv
+    import sys
+
+    from .export.predict import predict_files
+
+    try:
+        names, rows = predict_files(run_dir, images)
+    except AutonasError as exc:
+        _fail(str(exc))
+    writer = csv.writer(sys.stdout)
+    writer.writerow(["path", "label", *(f"p_{n}" for n in names)])
+    for path, label, probs in rows:
+        writer.writerow([str(path), label, *(f"{p:.6f}" for p in probs)])
+
+
+@app.command()
 def spaces() -> None:
     """List the search spaces."""
     from .spaces import available_spaces
@@ -344,6 +590,58 @@ def datasets() -> None:
                   "$AUTONAS_DATA (default: the user cache folder).")
     for flag in medmnist_flags():
         console.print(flag)
+
+
+TensorBoardFlag = Annotated[bool, typer.Option("--tensorboard", help="Also write search and "
+                                               "retrain scalars to RUN_DIR/tensorboard/ (needs "
+                                               "pip install 'autonas[tensorboard]').")]
+
+
+def _enable_tensorboard(cfg: RunConfig) -> None:
+    """Check for the optional package before any run folder is made."""
+    from .report.tensorboard import require_tensorboard
+
+    try:
+        require_tensorboard()
+    except AutonasError as exc:
+        _fail(str(exc))
+    cfg.tensorboard = True
+
+
+@app.command()
+def report(
+    run_dir: Annotated[Path, typer.Argument(help="A run folder: finished, interrupted or "
+                                            "partial.")],
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="HTML file to write "
+                                             "[default: RUN_DIR/report.html].",
+                                             show_default=False)] = None,
+) -> None:
+    """Write the self-contained HTML report of a run (reads the folder, re-runs nothing)."""
+    from .report import write_report
+
+    setup_console_logging()
+    try:
+        path = write_report(run_dir, out)
+    except AutonasError as exc:
+        _fail(str(exc))
+    console.print(f"report: {path}")
+
+
+@app.command()
+def compare(
+    run_dirs: Annotated[list[Path], typer.Argument(help="Run folders to compare.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="HTML file to write.")]
+    = Path("compare.html"),
+) -> None:
+    """One page comparing runs: a table of their results and overlaid validation curves."""
+    from .report import write_comparison
+
+    setup_console_logging()
+    try:
+        path = write_comparison(run_dirs, out)
+    except AutonasError as exc:
+        _fail(str(exc))
+    console.print(f"comparison: {path}")
 
 
 def _config_or_fail(**kwargs: Any) -> RunConfig:

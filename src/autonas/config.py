@@ -36,6 +36,10 @@ class RunConfig:
     dataset: str = "breastmnist"
     """A MedMNIST flag or a path to an .npz file in the MedMNIST layout."""
     size: int = 28
+    source: dict[str, Any] = field(default_factory=dict)
+    """Images on disk instead of ``dataset``: ``{kind: folder, path: DIR}`` or ``{kind: csv,
+    csv: FILE, image_dir: DIR, image_col: COL, label_col: COL}``, plus image_size, grayscale,
+    resize, val_fraction, test_fraction (see ``autonas.data.folder``); empty = ``dataset``."""
     space: str = "darts"
     """A registered space (see `autonas spaces`) or a user space `file.py:Class`."""
     space_options: dict[str, Any] = field(default_factory=dict)
@@ -51,6 +55,8 @@ class RunConfig:
     seed: int = 0
     device: str = "auto"
     threads: int | None = None
+    tensorboard: bool = False
+    """Mirror search and retrain scalars into RUN_DIR/tensorboard/ (needs `tensorboard`)."""
 
     def __post_init__(self) -> None:
         if not 0.0 < self.search_fraction < 1.0:

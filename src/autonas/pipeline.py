@@ -43,6 +43,10 @@ class RunInterrupted(Exception):
 
 
 def load_data(cfg: RunConfig) -> ImageData:
+    if cfg.source:
+        from .data.folder import load_source
+
+        return load_source(cfg.source, seed=cfg.seed)
     return load_dataset(cfg.dataset, size=cfg.size)
 
 
@@ -166,25 +170,38 @@ def evaluate_phase(run: RunDir, data: ImageData, device: torch.device) -> dict[s
 
 def execute(cfg: RunConfig, run: RunDir, phases: Sequence[str] = PHASES, *,
             resume: bool = False, arch: dict[str, Any] | None = None,
-            budget_seconds: float | None = None) -> dict[str, Any]:
+            budget_seconds: float | None = None, data: ImageData | None = None,
+            space: SearchSpace | None = None) -> dict[str, Any]:
     """Run ``phases`` in order inside the budget; returns a summary of what was done.
 
     ``budget_seconds`` overrides the time this invocation may use (a resumed run by
-    default gets what its original budget has left).
+    default gets what its original budget has left). ``data`` gives the dataset in memory
+    instead of loading the one ``cfg`` names (the caller then owns reproducing it);
+    ``space`` likewise gives the search space as an object instead of by name.
     """
     log = get_logger()
     handler = run.attach_log()
+    mirror = None
     try:
+        if cfg.tensorboard:
+            from .report.tensorboard import start_mirror
+
+            mirror = start_mirror(run.path)
         device = resolve_device(cfg.device)
         configure_threads(cfg.threads)
         seed_everything(cfg.seed)
+        if space is None:
+            space = make_space(cfg.space, **cfg.space_options)
         if not resume:
-            run.write_yaml("config.yaml", _resolved(cfg))
+            run.write_yaml("config.yaml", _resolved(cfg, space))
         run.write_environment(cfg.seed, device)
-        data = load_data(cfg)
-        space = make_space(cfg.space, **cfg.space_options)
+        data = data if data is not None else load_data(cfg)
         if not resume or not run.exists("data.json"):
             run.write_json("data.json", data.summary())
+        if not run.exists("samples.npz"):
+            from .report.samples import write_samples
+
+            write_samples(run.file("samples.npz"), data, seed=cfg.seed)
         todo = [p for p in phases if not (resume and run.phase_state(p) == "done")]
         for phase in todo:
             if resume and run.phase_state(phase) == "running":
@@ -226,6 +243,8 @@ def execute(cfg: RunConfig, run: RunDir, phases: Sequence[str] = PHASES, *,
                 raise
             _add_seconds(run, phase, "done", started)
             summary["phases"][phase] = run.status()[phase]
+        if "evaluate" in todo:
+            _write_report(run)
         summary["seconds"] = budget.elapsed()
         summary["budget"] = seconds
         if run.exists("architecture.json") or run.exists("genotype.json"):
@@ -237,14 +256,26 @@ def execute(cfg: RunConfig, run: RunDir, phases: Sequence[str] = PHASES, *,
         log.info("run folder: %s (%.0f s)", run.path, summary["seconds"])
         return summary
     finally:
+        if mirror is not None:
+            mirror.close()
         detach_log(handler)
 
 
-def _resolved(cfg: RunConfig) -> dict[str, Any]:
+def _write_report(run: RunDir) -> None:
+    """report.html in the run folder; a report that cannot be written never fails the run."""
+    try:
+        from .report import write_report
+
+        get_logger().info("report: %s", write_report(run.path))
+    except Exception as exc:
+        get_logger().warning("report.html not written (%s: %s); retry with: autonas report %s",
+                             type(exc).__name__, exc, run.path)
+
+
+def _resolved(cfg: RunConfig, space: SearchSpace) -> dict[str, Any]:
     """The config with every strategy option spelled out, so a run can be repeated."""
     d = cfg.to_dict()
-    d["search"] = make_strategy(cfg.strategy, make_space(cfg.space, **cfg.space_options),
-                                **cfg.search).options()
+    d["search"] = make_strategy(cfg.strategy, space, **cfg.search).options()
     return d
 
 

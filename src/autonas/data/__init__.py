@@ -10,6 +10,7 @@ from pathlib import Path
 
 from autonas.data.dataset import ImageData, from_arrays, from_npz, read_npz
 from autonas.data.download import md5sum
+from autonas.data.folder import from_csv, from_folder, load_images
 from autonas.data.loader import BatchLoader, split_indices, subset
 from autonas.data.medmnist import SIZES, load_medmnist, medmnist_flags
 from autonas.data.transforms import Augment, Normalizer, to_float
@@ -22,8 +23,11 @@ __all__ = [
     "ImageData",
     "Normalizer",
     "from_arrays",
+    "from_csv",
+    "from_folder",
     "from_npz",
     "load_dataset",
+    "load_images",
     "load_medmnist",
     "md5sum",
     "medmnist_flags",

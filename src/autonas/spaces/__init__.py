@@ -83,7 +83,11 @@ def _load_from_file(spec: str) -> Callable[..., SearchSpace]:
 
 def _load_builtins() -> None:
     # Importing the modules runs their @register_space lines.
-    from . import darts  # noqa: F401
+    from . import (
+        darts,  # noqa: F401
+        medmnist_cnn,  # noqa: F401
+        resblock,  # noqa: F401
+    )
 
 
 __all__ = ["BuildSpec", "SearchSpace", "available_spaces", "make_space", "register_space"]

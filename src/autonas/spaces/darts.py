@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 import random
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 
 import torch
@@ -99,24 +99,30 @@ class DartsSpace(SearchSpace):
 
     def validate(self, arch: dict) -> dict:
         genotype = Genotype.from_dict(arch)
+        cells = position_cells(arch)
         real = set(self.ops)
-        for kind, cell in (("normal", genotype.normal), ("reduce", genotype.reduce)):
+        named = [("normal", genotype.normal), ("reduce", genotype.reduce),
+                 *((f"cell {i}", c) for i, c in enumerate(cells or []))]
+        for kind, cell in named:
             outside = sorted(set(cell.ops()) - real)
             if outside:
                 raise ConfigError(f"{kind} cell uses op(s) {outside} outside this space's "
                                   f"ops {list(self.ops)}")
-        return genotype.to_dict()
+        return with_cells(genotype.to_dict(), cells)
 
     def build(self, arch: dict, spec: BuildSpec) -> nn.Module:
         genotype = Genotype.from_dict(arch)
         return Network(NetworkConfig(
-            genotype=genotype.to_dict(), in_channels=spec.in_channels,
+            genotype=with_cells(genotype.to_dict(), position_cells(arch)),
+            in_channels=spec.in_channels,
             num_classes=spec.num_classes, image_size=spec.image_size, channels=spec.channels,
             layers=spec.layers, nodes=genotype.normal.n_nodes, auxiliary=spec.auxiliary,
             dropout=spec.dropout))
 
     def describe(self, arch: dict) -> str:
-        return str(Genotype.from_dict(arch))
+        cells = position_cells(arch)
+        extra = f" | {len(cells)} cells sampled per position" if cells else ""
+        return str(Genotype.from_dict(arch)) + extra
 
     # Categorical view: per node, the pair of inputs ("0,1") and one op per input.
     def choices(self) -> dict[str, list]:
@@ -169,6 +175,22 @@ class DartsSpace(SearchSpace):
         return Genotype(cell(), cell())
 
 
+def position_cells(arch: dict) -> list[CellGenotype] | None:
+    """The per-position cells of a flexibly stacked architecture (``arch["cells"]``: one
+    cell per network layer, reduction cells at the reduction positions), or None."""
+    cells = arch.get("cells")
+    if cells is None:
+        return None
+    if not isinstance(cells, list) or not cells:
+        raise ConfigError('"cells" must be a non-empty list with one cell (a list of nodes) '
+                          "per network layer")
+    return [CellGenotype.from_list(c) for c in cells]
+
+
+def with_cells(genotype: dict, cells: list[CellGenotype] | None) -> dict:
+    return genotype if cells is None else {**genotype, "cells": [c.to_list() for c in cells]}
+
+
 # ----------------------------------------------------------------------------- search
 
 
@@ -213,6 +235,9 @@ class MixedOp(nn.Module):
     scale instead of a separate multiply.
     """
 
+    fusable = True
+    """Edges of this class leaving one state may be evaluated together (``FusedEdges``)."""
+
     def __init__(self, op_names: Sequence[str], channels: int, stride: int) -> None:
         super().__init__()
         self.op_names = list(op_names)
@@ -254,13 +279,22 @@ class MixedOp(nn.Module):
         return self.zero(x) if out is None else out
 
 
+EdgeFactory = Callable[[Sequence[str], int, int], nn.Module]
+"""Builds a supernet edge from (op names, channels, stride); the edge's forward takes
+``(x, weights, active=None, x_relu=None)`` like ``MixedOp``'s (e.g. PC-DARTS' partial
+channel edges). An edge class with ``fusable = True`` is evaluated with the other edges
+leaving its state by its ``group_class`` (default ``FusedEdges``)."""
+
+
 class SearchCell(nn.Module):
     """A supernet cell. With ``fuse`` (the default) the edges leaving each state are
-    evaluated together (``spaces/fused.py``); ``active`` (sampled paths) and edges with
-    different op lists use the edge-by-edge path. Both compute the same function."""
+    evaluated together (``spaces/fused.py``); ``active`` (sampled paths), edges with
+    different op lists and edges that are not ``fusable`` use the edge-by-edge path. Both
+    compute the same function."""
 
     def __init__(self, edge_ops: Sequence[Sequence[str]], nodes: int, c_pp: int, c_p: int, c: int,
-                 reduction: bool, reduction_prev: bool, fuse: bool = True) -> None:
+                 reduction: bool, reduction_prev: bool, fuse: bool = True,
+                 edge_factory: EdgeFactory | None = None) -> None:
         super().__init__()
         self.reduction = reduction
         self.nodes = nodes
@@ -268,16 +302,18 @@ class SearchCell(nn.Module):
                             else ReLUConvBN(c_pp, c, 1, 1, 0, affine=False))
         self.preprocess1 = ReLUConvBN(c_p, c, 1, 1, 0, affine=False)
         self.inputs = edge_inputs(nodes)
+        make_edge = edge_factory or MixedOp
         self.edges = nn.ModuleList(
-            MixedOp(edge_ops[e], c, 2 if reduction and j < 2 else 1)
+            make_edge(edge_ops[e], c, 2 if reduction and j < 2 else 1)
             for e, (_, j) in enumerate(self.inputs)
         )
         self.out_edges = [[e for e, (_, src) in enumerate(self.inputs) if src == j]
                           for j in range(nodes + 2)]
         self.fuse = fuse
         self._groups = [
-            FusedEdges([self.edges[e] for e in idx])
-            if idx and FusedEdges.compatible([self.edges[e] for e in idx]) else None
+            getattr(self.edges[idx[0]], "group_class", FusedEdges)([self.edges[e] for e in idx])
+            if idx and all(getattr(self.edges[e], "fusable", False) for e in idx)
+            and FusedEdges.compatible([self.edges[e] for e in idx]) else None
             for idx in self.out_edges
         ]
 
@@ -314,7 +350,7 @@ class Supernet(nn.Module):
     def __init__(self, space: DartsSpace, in_channels: int, num_classes: int, image_size: int,
                  channels: int = 8, layers: int = 5,
                  edge_ops: dict[str, Sequence[Sequence[str]]] | None = None,
-                 fuse: bool = True) -> None:
+                 fuse: bool = True, edge_factory: EdgeFactory | None = None) -> None:
         super().__init__()
         self.space = space
         self.channels = channels
@@ -335,7 +371,8 @@ class Supernet(nn.Module):
                 c *= 2
             kind = "reduce" if reduction else "normal"
             self.cells.append(SearchCell(self.edge_ops[kind], space.nodes, c_pp, c_p, c,
-                                         reduction, reduction_prev, fuse=fuse))
+                                         reduction, reduction_prev, fuse=fuse,
+                                         edge_factory=edge_factory))
             reduction_prev = reduction
             c_pp, c_p = c_p, space.nodes * c
         self.pool = nn.AdaptiveAvgPool2d(1)
@@ -448,7 +485,15 @@ class Network(nn.Module):
         super().__init__()
         self.cfg = cfg
         genotype = Genotype.from_dict(cfg.genotype)
-        for kind, cell in (("normal", genotype.normal), ("reduce", genotype.reduce)):
+        cells = position_cells(cfg.genotype)
+        if cells is not None and len(cells) != cfg.layers:
+            raise ConfigError(f"the architecture holds {len(cells)} cells sampled per position "
+                              f"but the network has {cfg.layers} layers; set network.layers="
+                              f"{len(cells)} (or search.stacking_layers={cfg.layers} and search "
+                              "again)")
+        named = [("normal", genotype.normal), ("reduce", genotype.reduce),
+                 *((f"cell {i}", c) for i, c in enumerate(cells or []))]
+        for kind, cell in named:
             unknown = [op for op in cell.ops() if op not in OPS]
             if unknown:
                 raise ConfigError(f"{kind} cell uses unknown op(s) {unknown}")
@@ -464,7 +509,8 @@ class Network(nn.Module):
             reduction = i in reductions
             if reduction:
                 c *= 2
-            cell_genotype = genotype.reduce if reduction else genotype.normal
+            cell_genotype = (cells[i] if cells is not None
+                             else genotype.reduce if reduction else genotype.normal)
             self.cells.append(Cell(cell_genotype, c_pp, c_p, c, reduction, reduction_prev))
             reduction_prev = reduction
             c_pp, c_p = c_p, cell_genotype.n_nodes * c

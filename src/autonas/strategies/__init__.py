@@ -73,7 +73,23 @@ def make_strategy(name: str, space: object | None = None, **options: Any) -> Str
 
 def _load_builtins() -> None:
     # Importing the modules runs their @register_strategy lines.
-    from . import darts  # noqa: F401
+    from . import (
+        bohb,  # noqa: F401
+        darts,  # noqa: F401
+        darts_minus,  # noqa: F401
+        darts_model,  # noqa: F401
+        enas,  # noqa: F401
+        evolution,  # noqa: F401
+        gdas,  # noqa: F401
+        grid_search,  # noqa: F401
+        nsga2,  # noqa: F401
+        p_darts,  # noqa: F401
+        pc_darts,  # noqa: F401
+        random_search,  # noqa: F401
+        reinforce,  # noqa: F401
+        spos,  # noqa: F401
+        tpe,  # noqa: F401
+    )
 
 
 __all__ = [

@@ -20,6 +20,7 @@ from torch import nn
 from ..data import Augment, BatchLoader, Normalizer, split_indices, subset
 from ..run import get_logger
 from ..spaces.darts import CELL_TYPES, DartsSpace, Supernet
+from ..spaces.genotype import CellGenotype, Genotype
 from ..spaces.ops import SKIP_OPS
 from ..training.budget import StepTimer
 from ..training.device import to_channels_last
@@ -27,6 +28,8 @@ from ..training.loop import NonFiniteLossError, predict_logits
 from ..training.losses import make_loss, resolve_class_weights
 from ..ui import PhaseProgress
 from .base import SearchContext, SearchResult, Strategy
+from .collapse import check_stopping_options, collapse_stop
+from .stacking import sample_cell, stack_cells
 
 STATE_FILE = "search/state.pt"
 HISTORY_FILE = "search/history.jsonl"
@@ -75,6 +78,14 @@ class OneShotStrategy(Strategy):
     augment: bool = True
     loss: str = "ce"
     class_weights: str | None = None
+    max_skips: int | None = None
+    """Early stop once the derived normal cell holds more skip connections (collapse.py)."""
+    stable_epochs: int | None = None
+    """Early stop once the derived normal cell has not changed for this many epochs."""
+    flexible_stacking: bool = False
+    """Draw one cell per network position from the learned distribution (stacking.py)."""
+    stacking_layers: int = 8
+    """Positions to draw with flexible stacking: the retrained network's layers."""
 
     spaces = (DartsSpace,)
 
@@ -92,7 +103,25 @@ class OneShotStrategy(Strategy):
 
     def derive_arch(self) -> dict[str, Any]:
         """The discrete architecture (the space's JSON form) the current weights select."""
-        return self.space.derive(self.derive_weights(self.arch)).to_dict()
+        arch = self.derive_genotype().to_dict()
+        if self.flexible_stacking:
+            seed = self.gen_a.initial_seed() if hasattr(self, "gen_a") else 0
+            gen = torch.Generator().manual_seed(seed)
+            arch["cells"] = stack_cells(lambda kind: self.sample_cell(kind, gen),
+                                        self.stacking_layers)
+        return arch
+
+    def derive_genotype(self) -> Genotype:
+        """The final normal and reduction cells (argmax of the derive weights)."""
+        return self.space.derive(self.derive_weights(self.arch))
+
+    def sample_cell(self, kind: str, gen: torch.Generator) -> CellGenotype:
+        """A cell of type ``kind`` drawn from the learned distribution (flexible stacking)."""
+        return sample_cell(self.derive_weights(self.arch)[kind], self.space.ops,
+                           self.space.nodes, gen)
+
+    def begin_epoch(self, epoch: int) -> None:
+        """Called before each epoch's first step (schedules, stage changes)."""
 
     @abstractmethod
     def arch_step(self, xt: torch.Tensor, yt: torch.Tensor, xv: torch.Tensor,
@@ -133,6 +162,7 @@ class OneShotStrategy(Strategy):
         """Supernet, architecture parameters, optimizers and loss (no data needed: the step
         benchmark uses this directly)."""
         self.check_space(space)
+        check_stopping_options(self.max_skips, self.stable_epochs)
         self.device = device
         self.space = space
         self.loss_fn = make_loss(self.loss, None if class_weights is None
@@ -214,9 +244,15 @@ class OneShotStrategy(Strategy):
             "entropy": {t: normalized_entropy(derive[t]) for t in CELL_TYPES},
         }
 
+    def progress_text(self, record: dict[str, Any]) -> str:
+        """The architecture part of the per-epoch progress line."""
+        return (f"alpha entropy {record['entropy']['normal']:.3f}/"
+                f"{record['entropy']['reduce']:.3f}, skips in normal cell "
+                f"{record['skip_normal']}")
+
     def extra_stop(self, history: list[dict]) -> str | None:
-        """A strategy-specific reason to end the search early (e.g. collapse detection)."""
-        return None
+        """A reason to end the search early: the collapse rules (collapse.py) by default."""
+        return collapse_stop(history, self.max_skips, self.stable_epochs)
 
     def search(self, ctx: SearchContext) -> SearchResult:
         log = get_logger()
@@ -240,6 +276,7 @@ class OneShotStrategy(Strategy):
                 if not ctx.deadline.fits(step_timer.estimate + eval_timer.estimate):
                     stopped = "budget"
                     break
+                self.begin_epoch(epoch)
                 self.net.train()
                 frozen = self.alphas_frozen(epoch)
                 losses = []
@@ -275,11 +312,9 @@ class OneShotStrategy(Strategy):
                 })
                 run.save_state(STATE_FILE, self.state_dict(epoch, history))
                 get_logger("progress").info(
-                    "search epoch %d/%d: train loss %.3f, val loss %.3f acc %.3f, "
-                    "alpha entropy %.3f/%.3f, skips in normal cell %d%s",
+                    "search epoch %d/%d: train loss %.3f, val loss %.3f acc %.3f, %s%s",
                     epoch + 1, self.epochs, record["train_loss"], val_loss, val_acc,
-                    record["entropy"]["normal"], record["entropy"]["reduce"],
-                    record["skip_normal"], " (alphas frozen: warm-up)" if frozen else "",
+                    self.progress_text(record), " (alphas frozen: warm-up)" if frozen else "",
                 )
                 if stopped == "budget":
                     break

@@ -42,6 +42,10 @@ class TrainConfig:
     focal_gamma: float = 2.0
     class_weights: str | None = None
     augment: bool = True
+    augment_pad: int | None = None
+    """Random-crop padding in pixels (0 = no crop); None = the data's default (1/8 side)."""
+    augment_flips: bool = True
+    """Random flips where the data allows them (``ImageData.hflip`` / ``vflip``)."""
     objective: str = "auc"
     ema_decay: float = 0.0
     """Exponential moving average of the weights (0 = off); the average is what is evaluated."""
@@ -54,6 +58,8 @@ class TrainConfig:
             raise ConfigError(f"epochs must be >= 1, got {self.epochs}")
         if self.batch_size < 1:
             raise ConfigError(f"batch size must be >= 1, got {self.batch_size}")
+        if self.augment_pad is not None and self.augment_pad < 0:
+            raise ConfigError(f"augment_pad must be >= 0 pixels, got {self.augment_pad}")
         if not 0.0 <= self.ema_decay < 1.0:
             raise ConfigError(f"ema_decay must be in [0, 1), got {self.ema_decay}")
 
@@ -99,6 +105,15 @@ class _Ema:
                 e.copy_(m)
 
 
+def train_augment(cfg: TrainConfig, data: ImageData) -> Augment:
+    """The data's default augmentation, with the strength ``cfg`` asks for (tuning varies it)."""
+    default = Augment.default_for(data)
+    pad = default.pad if cfg.augment_pad is None else cfg.augment_pad
+    flips = cfg.augment_flips
+    return Augment(pad=pad, hflip=default.hflip and flips, vflip=default.vflip and flips,
+                   mode=default.mode)
+
+
 def fit(model: nn.Module, data: ImageData, cfg: TrainConfig, *, deadline: Deadline,
         device: torch.device, seed: int = 0, run: RunDir | None = None, prefix: str = "retrain",
         normalizer: Normalizer | None = None, resume: bool = False,
@@ -114,7 +129,7 @@ def fit(model: nn.Module, data: ImageData, cfg: TrainConfig, *, deadline: Deadli
     progress_log = get_logger("progress")
     normalizer = normalizer or Normalizer.fit(data.train_x)
     gen = torch.Generator().manual_seed(seed + 101)
-    augment = Augment.default_for(data) if cfg.augment else None
+    augment = train_augment(cfg, data) if cfg.augment else None
     bs = min(cfg.batch_size, len(data.train_y))
     loader = BatchLoader(data.train_x, data.train_y, bs, shuffle=True,
                          drop_last=len(data.train_y) >= 2 * bs, augment=augment,

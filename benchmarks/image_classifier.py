@@ -1,0 +1,118 @@
+"""Seed 000's AutoKeras calls, with autonas' ImageClassifier, on BreastMNIST and PneumoniaMNIST.
+
+The calls are the seed's, verbatim apart from the import:
+
+    clf = ImageClassifier(overwrite=True, max_trials=5)
+    clf.fit(x_train, y_train, validation_data=(x_val, y_val), epochs=10)
+    clf.evaluate(x_test, y_test)
+
+so the default 10-minute time limit applies. Each dataset runs in its own process (peak
+RSS is per dataset); one JSON document is printed, with AutoKeras' test accuracy from the
+seed next to ours (0.625 on PneumoniaMNIST, where it called every image pneumonia; 0.788 on
+BreastMNIST).
+
+    python benchmarks/image_classifier.py                      # both, ~20 minutes on 2 CPUs
+    python benchmarks/image_classifier.py --dataset breastmnist
+    python benchmarks/image_classifier.py --smoke              # seconds: checks the script only
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+AUTOKERAS_SEED_ACCURACY = {"pneumoniamnist": 0.625, "breastmnist": 0.788}
+DEFAULT_PNEUMONIA = Path(__file__).resolve().parents[2] / "shared" / "data" / "medmnist" / \
+    "pneumoniamnist.recombined.npz"
+
+
+def load(name: str, pneumonia: Path) -> dict[str, np.ndarray]:
+    """The splits as the seed held them: numpy (N, 28, 28) uint8 images, (N, 1) labels."""
+    if name == "breastmnist":
+        from autonas.data import load_dataset
+
+        data = load_dataset("breastmnist")
+        out = {}
+        for split in ("train", "val", "test"):
+            x, y = data.split(split)
+            out[f"x_{split}"] = x.numpy()[:, 0]
+            out[f"y_{split}"] = y.numpy().reshape(-1, 1)
+        return out
+    with np.load(pneumonia) as f:
+        return {f"{k}_{s}": f[f"{s}_{'images' if k == 'x' else 'labels'}"]
+                for s in ("train", "val", "test") for k in ("x", "y")}
+
+
+def run_one(name: str, pneumonia: Path, smoke: bool) -> dict:
+    from autonas import ImageClassifier
+
+    d = load(name, pneumonia)
+    x_train, y_train, x_val, y_val = d["x_train"], d["y_train"], d["x_val"], d["y_val"]
+    x_test, y_test = d["x_test"], d["y_test"]
+    start = time.monotonic()
+    if smoke:  # a tiny stand-in for the seed's calls, to check the script runs
+        rng = np.random.default_rng(0)
+        tr, va, te = (rng.permutation(len(a))[:n] for a, n in
+                      ((x_train, 120), (x_val, 40), (x_test, 40)))
+        x_train, y_train, x_val, y_val = x_train[tr], y_train[tr], x_val[va], y_val[va]
+        x_test, y_test = x_test[te], y_test[te]
+        clf = ImageClassifier(overwrite=True, max_trials=2, time_limit=20, verbose=False,
+                              search_options={"trial_epochs": 1})
+        clf.fit(x_train, y_train, validation_data=(x_val, y_val), epochs=1)
+    else:
+        clf = ImageClassifier(overwrite=True, max_trials=5)
+        clf.fit(x_train, y_train, validation_data=(x_val, y_val), epochs=10)
+    fit_seconds = time.monotonic() - start
+    metrics = clf.evaluate(x_test, y_test)
+    return {
+        "dataset": name,
+        "smoke": smoke,
+        "train_images": len(y_train),
+        "test_images": len(y_test),
+        "fit_seconds": round(fit_seconds, 1),
+        "wall_seconds": round(time.monotonic() - start, 1),
+        "time_limit_seconds": 600 if not smoke else 20,
+        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        "test_accuracy": metrics["accuracy"],
+        "test_auc": metrics["auc"],
+        "test_loss": metrics["loss"],
+        "strategy": clf.strategy_,
+        "space": clf.search_space_,
+        "architecture": clf.architecture_,
+        "val_metrics": {k: clf.val_metrics_.get(k) for k in ("accuracy", "auc", "loss")},
+        "failures": clf.failures_,
+        "autokeras_seed_test_accuracy": AUTOKERAS_SEED_ACCURACY[name],
+    }
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--dataset", choices=["breastmnist", "pneumoniamnist", "both"],
+                   default="both")
+    p.add_argument("--pneumonia", type=Path, default=DEFAULT_PNEUMONIA,
+                   help="PneumoniaMNIST npz (MedMNIST layout)")
+    p.add_argument("--smoke", action="store_true", help="tiny data and limits: seconds")
+    args = p.parse_args()
+    if args.dataset != "both":
+        print(json.dumps(run_one(args.dataset, args.pneumonia, args.smoke), indent=1))
+        return
+    results = []
+    for name in ("breastmnist", "pneumoniamnist"):
+        cmd = [sys.executable, __file__, "--dataset", name, "--pneumonia", str(args.pneumonia)]
+        if args.smoke:
+            cmd.append("--smoke")
+        out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+        results.append(json.loads(out))
+    print(json.dumps({"benchmark": "ImageClassifier, seed 000 calls", "results": results},
+                     indent=1))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,398 @@
+"""DARTS on user model spaces: every decision of a ``ModelSpace`` relaxed to a softmax.
+
+The supernet is a copy of the space with each mutable replaced by its relaxation, fed the
+softmaxed architecture weights of every label at each forward:
+
+- ``LayerChoice``: the weighted sum of all candidates' outputs (candidates must agree in
+  output shape).
+- width choices of ``MutableLinear`` / ``MutableConv2d`` (weight-sliced mixture): one
+  weight of the largest width; width ``w`` uses its first ``w`` output channels, and the
+  output is the weighted sum of the candidates' outputs zero-padded to the largest
+  width. That equals one full-width layer whose output channel ``c`` is scaled by the
+  total weight of the widths above ``c``, which is how it is computed. The input side of a
+  layer reads whatever width arrives (the producing layer's mixture).
+- kernel-size choices of ``MutableConv2d`` (``padding='same'``): the weighted sum over
+  kernel sizes of the convolution with the centre ``k x k`` of the largest kernel,
+  computed as one convolution with the kernel masked by the weighted centre masks.
+- ``InputChoice``: the weighted sum of all inputs; the ``n_chosen`` inputs with the
+  largest weights are exported.
+- ``Repeat``: the weighted sum of the outputs after each allowed depth.
+- anything else with value choices (``Parametrized``: activation names, rates): a
+  LayerChoice over its instantiated variants; a variant's weight is the product of its
+  choices' weights.
+
+A label shared by several modules has one weight vector. Labels no relaxed module reads
+(e.g. a width used only on the input side) get no architecture parameter and export
+their first value. The argmax of every label is the exported architecture.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..errors import ConfigError
+from ..run import get_logger
+from ..spaces.darts import use_batch_statistics
+from ..spaces.model_space import (
+    Decision,
+    InputChoice,
+    LayerChoice,
+    ModelSpace,
+    Mutable,
+    MutableBatchNorm2d,
+    MutableConv2d,
+    MutableLinear,
+    Parametrized,
+    Repeat,
+    dry_run,
+)
+from ..spaces.mutables import Choice, replace_mutables
+from ..training.device import to_channels_last
+from ..training.losses import make_loss
+from . import register_strategy
+from .base import SearchContext, SearchResult
+from .darts import Darts
+from .oneshot import normalized_entropy
+
+Weights = dict[str, torch.Tensor]
+
+
+class WeightSlot:
+    """Holds the architecture weights for the duration of one supernet forward, so the
+    user's own ``forward`` runs unchanged and every relaxed module reads its label."""
+
+    def __init__(self) -> None:
+        self.weights: Weights | None = None
+        self.read: set[str] = set()
+
+    def get(self, label: str) -> torch.Tensor:
+        if self.weights is None:
+            raise RuntimeError("a relaxed module ran outside ModelSupernet.forward(x, weights)")
+        return self.weights[label]
+
+
+# ----------------------------------------------------------------------------- relaxations
+
+
+class MixedLayer(nn.Module):
+    def __init__(self, candidates: list[nn.Module], label: str, slot: WeightSlot) -> None:
+        super().__init__()
+        self.candidates = nn.ModuleList(candidates)
+        self.label = label
+        self.slot = slot
+        slot.read.add(label)
+
+    def forward(self, *args: Any, **kwargs: Any) -> torch.Tensor:
+        w = self.slot.get(self.label)
+        outputs = [c(*args, **kwargs) for c in self.candidates]
+        shapes = {tuple(o.shape) for o in outputs}
+        if len(shapes) > 1:
+            raise ConfigError(f"DARTS mixes the candidates of {self.label!r}, but their outputs "
+                              f"differ in shape: {sorted(shapes)}; make every candidate give "
+                              "the same output shape")
+        return sum(w[i] * o for i, o in enumerate(outputs))
+
+
+class MixedVariants(nn.Module):
+    """A Parametrized module relaxed: its variants mixed with product weights."""
+
+    def __init__(self, variants: list[nn.Module], combos: list[tuple], choices: list[Choice],
+                 slot: WeightSlot) -> None:
+        super().__init__()
+        self.variants = nn.ModuleList(variants)
+        self.labels = [c.label for c in choices]
+        self.index = [tuple(c.values.index(v) for c, v in zip(choices, combo))
+                      for combo in combos]
+        self.slot = slot
+        slot.read.update(self.labels)
+
+    def forward(self, *args: Any, **kwargs: Any) -> torch.Tensor:
+        ws = [self.slot.get(label) for label in self.labels]
+        out = None
+        for variant, idx in zip(self.variants, self.index):
+            weight = math.prod(w[i] for w, i in zip(ws, idx))
+            y = weight * variant(*args, **kwargs)
+            out = y if out is None else out + y
+        return out
+
+
+class MixedInputs(nn.Module):
+    def __init__(self, n_candidates: int, label: str, slot: WeightSlot) -> None:
+        super().__init__()
+        self.n_candidates = n_candidates
+        self.label = label
+        self.slot = slot
+        slot.read.add(label)
+
+    def forward(self, inputs: list[torch.Tensor]) -> torch.Tensor:
+        w = self.slot.get(self.label)
+        return sum(w[i] * x for i, x in enumerate(inputs))
+
+
+class MixedRepeat(nn.Module):
+    def __init__(self, blocks: list[nn.Module], depths: list[int], label: str,
+                 slot: WeightSlot) -> None:
+        super().__init__()
+        self.blocks = nn.ModuleList(blocks)
+        self.depths = list(depths)
+        self.label = label
+        self.slot = slot
+        slot.read.add(label)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        w = self.slot.get(self.label)
+        out = w[self.depths.index(0)] * x if 0 in self.depths else None
+        for d, block in enumerate(self.blocks, start=1):
+            x = block(x)
+            if d in self.depths:
+                y = w[self.depths.index(d)] * x
+                out = y if out is None else out + y
+        return out
+
+
+def width_steps(values: list[int], width: int) -> torch.Tensor:
+    """(n_values, width): row i is 1 on the first ``values[i]`` channels."""
+    return (torch.arange(width)[None, :] < torch.tensor(values)[:, None]).float()
+
+
+def kernel_masks(kernels: list[int], k_max: int) -> torch.Tensor:
+    """(n_kernels, k_max, k_max): mask i is 1 on the centre ``kernels[i]`` square."""
+    masks = torch.zeros(len(kernels), k_max, k_max)
+    for i, k in enumerate(kernels):
+        s = (k_max - k) // 2
+        masks[i, s:s + k, s:s + k] = 1.0
+    return masks
+
+
+class SlicedLinear(nn.Module):
+    """MutableLinear relaxed: the weight-sliced mixture over output widths."""
+
+    def __init__(self, m: MutableLinear, slot: WeightSlot) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(m.weight.detach().clone())
+        self.bias = None if m.bias is None else nn.Parameter(m.bias.detach().clone())
+        self.slot = slot
+        self.in_mutable = isinstance(m.in_features, Choice)
+        self.out_label = _mixed_label(m.out_features, slot)
+        if self.out_label is not None:
+            self.register_buffer("steps", width_steps(m.out_features.values, m.weight.shape[0]),
+                                 persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        weight = self.weight[:, : x.shape[-1]] if self.in_mutable else self.weight
+        y = F.linear(x, weight, self.bias)
+        if self.out_label is not None:
+            y = y * (self.slot.get(self.out_label) @ self.steps)
+        return y
+
+
+class SlicedConv2d(nn.Module):
+    """MutableConv2d relaxed: weight-sliced mixture over output widths and kernel sizes."""
+
+    def __init__(self, m: MutableConv2d, slot: WeightSlot) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(m.weight.detach().clone())
+        self.bias = None if m.bias is None else nn.Parameter(m.bias.detach().clone())
+        self.stride, self.dilation, self.groups = m.stride, m.dilation, m.groups
+        self.padding = m.pad_for(m.max_kernel)
+        self.slot = slot
+        self.in_mutable = isinstance(m.in_channels, Choice)
+        self.out_label = _mixed_label(m.out_channels, slot)
+        self.kernel_label = _mixed_label(m.kernel_size, slot)
+        if self.out_label is not None:
+            self.register_buffer("steps", width_steps(m.out_channels.values, m.weight.shape[0]),
+                                 persistent=False)
+        if self.kernel_label is not None:
+            self.register_buffer("kmasks", kernel_masks(m.kernel_size.values, m.max_kernel),
+                                 persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        weight = self.weight[:, : x.shape[1]] if self.in_mutable else self.weight
+        if self.kernel_label is not None:
+            mask = torch.einsum("k,kij->ij", self.slot.get(self.kernel_label), self.kmasks)
+            weight = weight * mask
+        y = F.conv2d(x, weight, self.bias, self.stride, self.padding, self.dilation, self.groups)
+        if self.out_label is not None:
+            y = y * (self.slot.get(self.out_label) @ self.steps).view(1, -1, 1, 1)
+        return y
+
+
+def _mixed_label(value: int | Choice, slot: WeightSlot) -> str | None:
+    if isinstance(value, Choice):
+        slot.read.add(value.label)
+        return value.label
+    return None
+
+
+def relax(module: nn.Module, slot: WeightSlot) -> nn.Module:
+    """A copy of ``module`` with every mutable replaced by its DARTS relaxation."""
+    return replace_mutables(module, lambda m: _relax_one(m, slot))
+
+
+def _relax_one(m: Mutable, slot: WeightSlot) -> nn.Module:
+    if isinstance(m, LayerChoice):
+        return MixedLayer([relax(c, slot) for c in m.candidates.values()], m.label, slot)
+    if isinstance(m, InputChoice):
+        return MixedInputs(m.n_candidates, m.label, slot)
+    if isinstance(m, Repeat):
+        blocks = [relax(b, slot) for b in m.blocks]
+        if isinstance(m.depth, Choice):
+            return MixedRepeat(blocks, m.depths, m.label, slot)
+        return nn.Sequential(*blocks[: m.depth])
+    if isinstance(m, MutableLinear):
+        return SlicedLinear(m, slot)
+    if isinstance(m, MutableConv2d):
+        return SlicedConv2d(m, slot)
+    if isinstance(m, MutableBatchNorm2d):
+        return copy.deepcopy(m)  # normalises the (max-width) mixture it is given
+    if isinstance(m, Parametrized):
+        return MixedVariants([relax(v, slot) for v in m.variants], m.combos, m.choices, slot)
+    raise ConfigError(f"DARTS has no relaxation for {type(m).__name__} ({m.label!r}); use "
+                      "LayerChoice, InputChoice, Repeat, Mutable* layers or Parametrized")
+
+
+class ModelSupernet(nn.Module):
+    """The relaxed space: ``forward(x, weights)`` with ``weights`` label -> softmax."""
+
+    def __init__(self, space: ModelSpace) -> None:
+        super().__init__()
+        self.decisions = space.decisions()
+        self.slot = WeightSlot()
+        self.body = relax(space, self.slot)
+        use_batch_statistics(self.body)
+        self.relaxed = [d for d in self.decisions if d.label in self.slot.read]
+        """Decisions the supernet's output depends on (those that get alphas)."""
+
+    def forward(self, x: torch.Tensor, weights: Weights) -> torch.Tensor:
+        self.slot.weights = weights
+        try:
+            return self.body(x)
+        finally:
+            self.slot.weights = None
+
+
+class ModelArchParams(nn.Module):
+    """One alpha vector per relaxed label."""
+
+    def __init__(self, decisions: list[Decision], init_scale: float = 1e-3) -> None:
+        super().__init__()
+        self.labels = [d.label for d in decisions]
+        self.alphas = nn.ParameterList(
+            nn.Parameter(init_scale * torch.randn(len(d.values))) for d in decisions)
+
+    def softmax(self) -> Weights:
+        return {label: F.softmax(a, dim=-1) for label, a in zip(self.labels, self.alphas)}
+
+
+def derive_arch(decisions: list[Decision], weights: Weights) -> dict[str, Any]:
+    """The argmax architecture; labels without weights take their first value."""
+    arch: dict[str, Any] = {}
+    for d in decisions:
+        w = weights.get(d.label)
+        if w is None:
+            arch[d.label] = d.default
+        elif d.kind == "input":
+            arch[d.label] = sorted(int(i) for i in torch.topk(w.detach(), d.n_chosen).indices)
+        else:
+            arch[d.label] = d.values[int(torch.argmax(w.detach()))]
+    return arch
+
+
+@register_strategy("darts", "DARTS, first order: the architecture follows the validation "
+                   "gradient at the current weights", order=1)
+@register_strategy("darts2", "DARTS, second order: differentiates through one unrolled "
+                   "weight step (about 2.5x the cost of first order)", order=2)
+@dataclass
+class ModelSpaceDarts(Darts):
+    """DARTS on a ModelSpace (``channels`` and ``layers`` do not apply: the space fixes the
+    network's size)."""
+
+    spaces = (ModelSpace,)
+
+    def setup_model(self, space: ModelSpace, in_channels: int, n_classes: int,
+                    image_size: int, device: torch.device,
+                    class_weights: torch.Tensor | None = None) -> None:
+        self.check_space(space)
+        if getattr(self, "max_skips", None) is not None:
+            raise ConfigError("max_skips counts skip connections of DARTS cells; a model space "
+                              "has none: leave it unset (stable_epochs works)")
+        if getattr(self, "flexible_stacking", False):
+            raise ConfigError("flexible_stacking stacks DARTS cells; a model space fixes its "
+                              "own structure: leave it off")
+        self.device = device
+        self.space = space.adapted(in_channels, n_classes, image_size)
+        self.loss_fn = make_loss(self.loss, None if class_weights is None
+                                 else class_weights.to(device))
+        self.net = to_channels_last(ModelSupernet(self.space).to(device))
+        unread = [d.label for d in self.net.decisions if d not in self.net.relaxed]
+        if unread:
+            get_logger().warning("DARTS: no relaxed module reads %s; they keep their first "
+                                 "value", unread)
+        if not self.net.relaxed:
+            raise ConfigError(f"{type(space).__name__} has no decision DARTS can relax; "
+                              "pick a multi-trial strategy")
+        self.arch = ModelArchParams(self.net.relaxed).to(device)
+        uniform = {d.label: torch.full((len(d.values),), 1 / len(d.values), device=device)
+                   for d in self.net.relaxed}
+        dry_run(self.net, in_channels, image_size, f"the DARTS supernet of {type(space).__name__}",
+                call=lambda x: self.net(x, uniform))
+        self.w_optim = torch.optim.SGD(self.net.parameters(), lr=self.w_lr,
+                                       momentum=self.w_momentum,
+                                       weight_decay=self.w_weight_decay)
+        self.a_optim = torch.optim.Adam(self.arch.parameters(), lr=self.alpha_lr,
+                                        betas=(self.alpha_beta1, self.alpha_beta2),
+                                        weight_decay=self.alpha_weight_decay)
+        self.scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(
+            self.w_optim, T_max=max(1, self.epochs), eta_min=self.w_lr_min)
+
+    def arch_weights(self, arch: nn.Module, training: bool) -> Weights:
+        return arch.softmax()
+
+    def derive_weights(self, arch: nn.Module) -> Weights:
+        return arch.softmax()
+
+    def derive_arch(self) -> dict[str, Any]:
+        return self.space.validate(derive_arch(self.net.decisions,
+                                               self.derive_weights(self.arch)))
+
+    def epoch_record(self, epoch: int) -> dict[str, Any]:
+        weights = {k: w.detach().cpu() for k, w in self.derive_weights(self.arch).items()}
+        entropy = {k: normalized_entropy(w) for k, w in weights.items()}
+        return {
+            "epoch": epoch,
+            "arch": self.space.validate(derive_arch(self.net.decisions, weights)),
+            "weights": {k: w.tolist() for k, w in weights.items()},
+            "entropy": entropy,
+            "mean_entropy": sum(entropy.values()) / max(1, len(entropy)),
+        }
+
+    def extra_stop(self, history: list[dict]) -> str | None:
+        """``stable_epochs``: stop once the derived architecture has not changed for that
+        many searched epochs (``max_skips`` counts cell skips: no meaning here)."""
+        n = getattr(self, "stable_epochs", None)
+        searched = [r["arch"] for r in history if not r.get("alphas_frozen")]
+        if n and len(searched) >= n and all(a == searched[-1] for a in searched[-n:]):
+            return f"stable_epochs: the architecture has not changed for {n} epochs"
+        return None
+
+    def progress_text(self, record: dict[str, Any]) -> str:
+        return f"mean alpha entropy {record['mean_entropy']:.3f}, arch {record['arch']}"
+
+    def search(self, ctx: SearchContext) -> SearchResult:
+        result = super().search(ctx)
+        result.extra = {"supernet": {
+            "space": type(self.space).__name__,
+            "relaxed": [d.label for d in self.net.relaxed],
+            "params": sum(p.numel() for p in self.net.parameters()),
+        }}
+        return result
+
+
+__all__ = ["ModelArchParams", "ModelSpaceDarts", "ModelSupernet", "derive_arch", "relax"]

@@ -1,0 +1,216 @@
+"""Optuna plumbing shared by multi-trial search and tuning: storage, study, trial rows.
+
+The study is the record of truth (a kill -9 loses nothing it has committed); the JSON rows
+in ``trials.jsonl`` are rebuilt from it on resume, so the two always agree.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import warnings
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+
+from ..errors import ConfigError
+from ..run import RunDir, jsonable
+
+INTERRUPTED = "interrupted"
+"""The error recorded for a trial a kill or Ctrl-C stopped; it does not count as tried."""
+
+# Per metric: whether larger is better. Validation metrics come from the trial's best
+# epoch; the costs come from profiling the built network.
+METRICS = {"auc": "maximize", "accuracy": "maximize", "balanced_accuracy": "maximize",
+           "loss": "minimize", "params": "minimize", "flops": "minimize",
+           "latency_ms": "minimize"}
+COSTS = ("params", "flops", "latency_ms")
+_ALIASES = {"latency": "latency_ms", "acc": "accuracy"}
+
+
+def quiet_optuna() -> None:
+    """Optuna logs every trial at INFO; the run's own log says what matters."""
+    optuna.logging.set_verbosity(logging.WARNING)
+
+
+@contextmanager
+def no_experimental_warnings() -> Iterator[None]:
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+        warnings.filterwarnings("ignore", category=FutureWarning, module="optuna")
+        yield
+
+
+def metric_name(name: str) -> str:
+    name = _ALIASES.get(name, name)
+    if name not in METRICS:
+        raise ConfigError(f"unknown objective {name!r}; choose from {', '.join(METRICS)}")
+    return name
+
+
+def metric_value(name: str, val: dict[str, Any] | None, cost: dict[str, Any]) -> float | None:
+    """The raw value of a metric (AUC falls back to accuracy where undefined: one class)."""
+    if name in COSTS:
+        return cost.get(name)
+    if not val:
+        return None
+    value = val.get(name)
+    if value is None and name == "auc":
+        value = val.get("accuracy")
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return None
+    return float(value)
+
+
+def oriented(value: float, name: str) -> float:
+    """Larger is better, whatever the metric."""
+    return value if METRICS[name] == "maximize" else -value
+
+
+# ----------------------------------------------------------------------------- storage
+
+
+def default_storage(folder: Path) -> str:
+    folder.mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{folder.resolve() / 'study.db'}"
+
+
+def masked(url: str) -> str:
+    """The URL without its password, for logs and result files."""
+    try:
+        from sqlalchemy.engine import make_url
+
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:
+        return url
+
+
+def make_storage(url: str) -> optuna.storages.BaseStorage:
+    quiet_optuna()
+    try:
+        storage = optuna.storages.RDBStorage(url)
+        if url.startswith("sqlite"):
+            _write_ahead_log(storage.engine)
+        return storage
+    except ImportError as exc:
+        raise ConfigError(f"storage {masked(url)} needs a database driver that is not "
+                          f"installed ({exc}); pip install it, or leave --storage out for "
+                          "SQLite in the run folder") from None
+    except Exception as exc:
+        raise ConfigError(f"cannot open the Optuna storage {masked(url)}: "
+                          f"{type(exc).__name__}: {exc}; pass a SQLAlchemy URL such as "
+                          "sqlite:///path/study.db or postgresql://user:pass@host/db") from None
+
+
+def _write_ahead_log(engine: Any) -> None:
+    """SQLite in WAL mode, synced at checkpoints: a trial's dozen small commits then cost
+    microseconds, not an fsync each. A killed process loses nothing it committed (the log is
+    in the OS's hands); only a power cut could cost the last trials."""
+    from sqlalchemy import event
+
+    def on_connect(connection: Any, _record: Any) -> None:
+        cursor = connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.close()
+
+    event.listen(engine, "connect", on_connect)
+    engine.dispose()  # connections opened while Optuna created its tables lack the pragmas
+
+
+def open_study(storage: optuna.storages.BaseStorage, url: str, name: str,
+               directions: Sequence[str], *, resume: bool,
+               sampler: optuna.samplers.BaseSampler | None = None,
+               pruner: optuna.pruners.BasePruner | None = None) -> optuna.Study:
+    """A new study in ``storage`` (opened from ``url``), or on ``resume`` the existing one
+    of that name (created if missing)."""
+    quiet_optuna()
+    try:
+        study = optuna.create_study(storage=storage, study_name=name, sampler=sampler,
+                                    pruner=pruner, directions=list(directions),
+                                    load_if_exists=resume)
+    except optuna.exceptions.DuplicatedStudyError:
+        raise ConfigError(f"the storage {masked(url)} already holds a study named {name!r}; "
+                          "pass --resume RUN_DIR to continue it, or choose another study "
+                          "name (--set search.study_name=NAME)") from None
+    wanted = [optuna.study.StudyDirection[d.upper()] for d in directions]
+    if list(study.directions) != wanted:
+        raise ConfigError(f"study {name!r} in {masked(url)} optimises {study.directions}, not "
+                          f"{list(directions)}; resume it with the same objectives")
+    return study
+
+
+def fail_interrupted(study: optuna.Study, storage: optuna.storages.BaseStorage) -> list[int]:
+    """Trials left RUNNING by a kill become FAIL ("interrupted"); returns their numbers.
+
+    One process per study: a study shared by several live workers needs Optuna's
+    heartbeat instead, which tells dead workers' trials from running ones.
+    """
+    study_id = storage.get_study_id_from_name(study.study_name)
+    numbers = []
+    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, t.number)
+        storage.set_trial_user_attr(trial_id, "error", INTERRUPTED)
+        storage.set_trial_state_values(trial_id, TrialState.FAIL)
+        numbers.append(t.number)
+    return numbers
+
+
+# ----------------------------------------------------------------------------- rows
+
+
+def finished_trials(study: optuna.Study) -> list[FrozenTrial]:
+    states = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
+    return sorted(study.get_trials(deepcopy=False, states=states), key=lambda t: t.number)
+
+
+def trial_row(trial: FrozenTrial, keys: Sequence[str]) -> dict[str, Any]:
+    """One ``trials.jsonl`` row: ``number``, ``state``, ``value`` (a list for several
+    objectives; for a pruned trial, its best value before it was stopped), then ``keys``
+    from the trial's user attributes."""
+    attrs = trial.user_attrs
+    if trial.state == TrialState.COMPLETE:
+        values = trial.values or []
+        value: Any = values[0] if len(values) == 1 else list(values)
+    else:
+        value = attrs.get("value")
+    row = {"number": trial.number, "state": trial.state.name, "value": value}
+    row.update({k: attrs.get(k) for k in keys})
+    return jsonable(row)
+
+
+def sync_rows(run: RunDir, name: str, study: optuna.Study, keys: Sequence[str]
+              ) -> list[dict[str, Any]]:
+    """Make ``name`` hold one row per finished trial of ``study`` (cut lines dropped,
+    missing rows appended in trial order); returns the rows."""
+    rows = run.read_jsonl(name)
+    run.truncate_jsonl(name, len(rows))
+    by_number = {r.get("number"): r for r in rows}
+    for trial in finished_trials(study):
+        if trial.number not in by_number:
+            row = trial_row(trial, keys)
+            run.append_jsonl(name, row)
+            by_number[trial.number] = row
+    return sorted(by_number.values(), key=lambda r: r["number"])
+
+
+def pareto_front(rows: Sequence[dict[str, Any]], directions: Sequence[str]
+                 ) -> list[dict[str, Any]]:
+    """COMPLETE rows no other COMPLETE row dominates (better or equal everywhere, better
+    somewhere); duplicates of a point are all kept."""
+    points = []
+    for r in rows:
+        if r["state"] != "COMPLETE" or r["value"] is None:
+            continue
+        values = r["value"] if isinstance(r["value"], list) else [r["value"]]
+        signs = [1.0 if d == "maximize" else -1.0 for d in directions]
+        points.append((r, [s * v for s, v in zip(signs, values)]))
+
+    def dominates(a: list[float], b: list[float]) -> bool:
+        return all(x >= y for x, y in zip(a, b)) and any(x > y for x, y in zip(a, b))
+
+    return [r for r, p in points if not any(dominates(q, p) for _, q in points)]
