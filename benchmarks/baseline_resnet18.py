@@ -6,7 +6,8 @@ it for the whole budget with the same loop, augmentation and model selection (va
 AUC) that autonas retrains with. Prints one JSON document.
 
     python benchmarks/baseline_resnet18.py --dataset breastmnist --budget 10m
-    python benchmarks/baseline_resnet18.py --dataset ../shared/data/medmnist/pneumoniamnist.recombined.npz --budget 20m
+    python benchmarks/baseline_resnet18.py --budget 20m \
+        --dataset ../shared/data/medmnist/pneumoniamnist.recombined.npz
 """
 
 from __future__ import annotations

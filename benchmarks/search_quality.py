@@ -107,7 +107,8 @@ def main() -> None:
                            "mean": statistics.mean(pairs.values()) if pairs else None},
         "searched": results["searched"],
         "random": results["random"],
-        "summary": {kind: {"test_auc_mean": mean(rows, "auc"), "test_acc_mean": mean(rows, "accuracy")}
+        "summary": {kind: {"test_auc_mean": mean(rows, "auc"),
+                           "test_acc_mean": mean(rows, "accuracy")}
                     for kind, rows in results.items()},
         "run_root": str(root),
     }, indent=1))
