@@ -109,7 +109,7 @@ class Enas(SinglePathMixin, OneShotStrategy):
     controller_hidden: int = 64
     entropy_weight: float = 1e-4
     baseline_decay: float = 0.95
-    objective: str = "accuracy"
+    objective: str = "auc"
     """Reward of a sampled path on a validation batch: accuracy or auc."""
     derive_samples: int = 16
     """Paths drawn from the trained controller; the best on held-out data is the result."""

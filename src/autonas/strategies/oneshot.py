@@ -77,6 +77,7 @@ class OneShotStrategy(Strategy):
     data_fraction: float = 1.0
     augment: bool = True
     loss: str = "ce"
+    focal_gamma: float = 2.0
     class_weights: str | None = None
     max_skips: int | None = None
     """Early stop once the derived normal cell holds more skip connections (collapse.py)."""
@@ -166,7 +167,7 @@ class OneShotStrategy(Strategy):
         self.device = device
         self.space = space
         self.loss_fn = make_loss(self.loss, None if class_weights is None
-                                 else class_weights.to(device))
+                                 else class_weights.to(device), self.focal_gamma)
         self.net = self.build_supernet(in_channels, n_classes, image_size)
         self.arch = self.build_arch(self.space, self.net.n_ops).to(device)
         self.w_optim = torch.optim.SGD(self.net.parameters(), lr=self.w_lr,

@@ -77,7 +77,7 @@ class Spos(SinglePathMixin, OneShotStrategy):
     population: int = 16
     generations: int = 10
     mutation_prob: float = 0.1
-    objective: str = "accuracy"
+    objective: str = "auc"
     """How paths are scored on held-out data: accuracy or auc."""
     eval_samples: int = 512
     """Held-out images (from the architecture half of the training split) per path score."""
