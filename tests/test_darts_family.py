@@ -685,11 +685,12 @@ def test_p_darts_resume_across_stages_repeats_the_search(npz: Path, tmp_path: Pa
 
 def test_run_with_flexible_stacking_and_focal_loss(npz: Path, tmp_path: Path) -> None:
     out = tmp_path / "run"
+    # no stacking_layers: the search draws as many cells as the retrained network has
     ok("run", "--data", npz, *TINY, "--set", "search.flexible_stacking=true",
-       "--set", "search.stacking_layers=2", "--loss", "focal", "--class-weights", "auto",
+       "--loss", "focal", "--class-weights", "auto",
        "--epochs", 1, "--retrain-epochs", 1, "--device", "cpu", "--out", out)
     model = json.loads((out / "model.json").read_text())
-    assert len(model["arch"]["cells"]) == 2
+    assert len(model["arch"]["cells"]) == model["build"]["layers"] == 2
     metrics = json.loads((out / "metrics.json").read_text())
     assert 0.0 <= metrics["test"]["accuracy"] <= 1.0
     cfg = yaml.safe_load((out / "config.yaml").read_text())

@@ -16,7 +16,6 @@ from .config import RunConfig
 from .errors import AutonasError, ConfigError
 from .pipeline import RunInterrupted, execute
 from .run import RunDir
-from .spaces.genotype import Genotype
 from .training.budget import parse_duration
 from .ui import console, setup_console_logging
 
@@ -65,12 +64,12 @@ StorageUrl = Annotated[str | None, typer.Option("--storage", help="Multi-trial s
                                                 "folder).", show_default=False)]
 Loss = Annotated[str | None, typer.Option("--loss", help="Loss of the search and of "
                                           "retraining: ce (cross-entropy) or focal (focal "
-                                          "loss, gamma train.focal_gamma) [default: ce].",
+                                          "loss, gamma train.focal_gamma) (default: ce).",
                                           show_default=False)]
 ClassWeights = Annotated[str | None, typer.Option("--class-weights", help="none, or auto: "
                                                   "weight each class by its inverse training "
                                                   "frequency, in the search and retraining "
-                                                  "[default: none].", show_default=False)]
+                                                  "(default: none).", show_default=False)]
 
 
 def _fail(message: str, code: int = 2) -> None:
@@ -435,8 +434,11 @@ def read_arch_file(path: Path) -> tuple[dict[str, Any], str | None]:
         raise ConfigError(f"architecture file {path} must hold a JSON object")
     if "arch" in data:
         return data["arch"], data.get("space")
-    if "genotype" in data:
-        return Genotype.from_dict(data["genotype"]).to_dict(), "darts"
+    if "genotype" in data:  # the cell space validates it (with per-position "cells", if any)
+        if not isinstance(data["genotype"], dict):
+            raise ConfigError(f"{path}: 'genotype' must be a JSON object with 'normal' and "
+                              "'reduce' cells")
+        return data["genotype"], "darts"
     return data, None
 
 
@@ -613,7 +615,7 @@ def report(
     run_dir: Annotated[Path, typer.Argument(help="A run folder: finished, interrupted or "
                                             "partial.")],
     out: Annotated[Path | None, typer.Option("--out", "-o", help="HTML file to write "
-                                             "[default: RUN_DIR/report.html].",
+                                             "(default: RUN_DIR/report.html).",
                                              show_default=False)] = None,
 ) -> None:
     """Write the self-contained HTML report of a run (reads the folder, re-runs nothing)."""

@@ -97,7 +97,8 @@ def search_phase(cfg: RunConfig, run: RunDir, data: ImageData, space: SearchSpac
     log.info("search: %s on %s (%d train images), %s", cfg.strategy, data.name,
              len(data.train_y), _remaining(deadline))
     result = strategy.search(SearchContext(data=data, space=space, run=run, deadline=deadline,
-                                           device=device, seed=cfg.seed, resume=resume))
+                                           device=device, seed=cfg.seed, resume=resume,
+                                           target=build_spec(cfg, data)))
     arch = space.validate(result.architecture)
     run.write_json("search/result.json", {
         "strategy": cfg.strategy, "stopped": result.stopped, "epochs": result.epochs,

@@ -15,7 +15,7 @@ import torch
 
 from ..data import ImageData
 from ..run import RunDir
-from ..spaces.base import SearchSpace
+from ..spaces.base import BuildSpec, SearchSpace
 from ..training.budget import Deadline
 
 
@@ -28,6 +28,8 @@ class SearchContext:
     device: torch.device
     seed: int = 0
     resume: bool = False
+    target: BuildSpec | None = None
+    """The network that will be retrained from the result (its depth, width, ...)."""
 
 
 @dataclass

@@ -85,8 +85,8 @@ class OneShotStrategy(Strategy):
     """Early stop once the derived normal cell has not changed for this many epochs."""
     flexible_stacking: bool = False
     """Draw one cell per network position from the learned distribution (stacking.py)."""
-    stacking_layers: int = 8
-    """Positions to draw with flexible stacking: the retrained network's layers."""
+    stacking_layers: int | None = None
+    """Positions to draw with flexible stacking (default: the retrained network's layers)."""
 
     spaces = (DartsSpace,)
 
@@ -108,8 +108,8 @@ class OneShotStrategy(Strategy):
         if self.flexible_stacking:
             seed = self.gen_a.initial_seed() if hasattr(self, "gen_a") else 0
             gen = torch.Generator().manual_seed(seed)
-            arch["cells"] = stack_cells(lambda kind: self.sample_cell(kind, gen),
-                                        self.stacking_layers)
+            layers = self.stacking_layers or getattr(self, "target_layers", None) or 8
+            arch["cells"] = stack_cells(lambda kind: self.sample_cell(kind, gen), layers)
         return arch
 
     def derive_genotype(self) -> Genotype:
@@ -132,6 +132,8 @@ class OneShotStrategy(Strategy):
     # -- shared state, set up by ``search`` ----------------------------------------------
     def _setup(self, ctx: SearchContext) -> None:
         data = ctx.data
+        if ctx.target is not None:
+            self.target_layers = ctx.target.layers
         torch.manual_seed(ctx.seed)
         idx_w, idx_a = split_indices(data.train_y, 0.5, seed=ctx.seed)
         if self.data_fraction < 1.0:
