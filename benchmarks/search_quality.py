@@ -3,18 +3,21 @@
 1. `autonas search` with several seeds: the final alpha entropy (1.0 = uniform) says
    whether the architecture weights moved, and pairwise edge agreement says whether the
    seeds found the same cells.
-2. Every searched genotype and N random genotypes of the same space are retrained at the
-   same budget with the same training seed, then evaluated on the test split.
+2. Every searched genotype and N random genotypes of the same space are retrained for the
+   same number of epochs with the same training seed, then evaluated on the test split.
 
+Searches and retrains run for fixed epochs (not wall-clock budgets), so the comparison does
+not depend on how busy the machine is; ``--jobs 2`` runs two at a time, one thread each.
 Prints one JSON document.
 
-    python benchmarks/search_quality.py --seeds 0 1 2 3 4 --random 5 --search-budget 4m \\
-        --retrain-budget 5m
+    python benchmarks/search_quality.py --seeds 0 1 2 --random 5 --search-epochs 25 \\
+        --retrain-epochs 30 --jobs 2
 """
 
 from __future__ import annotations
 
 import argparse
+import concurrent.futures
 import itertools
 import json
 import os
@@ -27,9 +30,11 @@ from pathlib import Path
 from autonas.spaces.darts import DartsSpace
 from autonas.spaces.genotype import Genotype
 
+THREADS: dict[str, str] = {}
+
 
 def sh(*cmd: str) -> None:
-    env = {**os.environ, "AUTONAS_NO_PROGRESS": "1"}
+    env = {**os.environ, "AUTONAS_NO_PROGRESS": "1", **THREADS}
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
     if proc.returncode != 0:
         raise RuntimeError(f"{' '.join(cmd)} failed:\n{proc.stderr[-3000:]}")
@@ -47,9 +52,9 @@ def agreement(a: Genotype, b: Genotype) -> float:
     return len(ea & eb) / max(len(ea), 1)
 
 
-def retrain(arch_file: Path, dataset: str, budget: str, out: Path, extra: list[str]) -> dict:
-    sh("autonas", "train", "--arch", str(arch_file), "--dataset", dataset, "--budget", budget,
-       "--seed", "0", "--out", str(out), *extra)
+def retrain(arch_file: Path, dataset: str, epochs: int, out: Path) -> dict:
+    sh("autonas", "train", "--arch", str(arch_file), "--dataset", dataset, "--budget", "none",
+       "--epochs", str(epochs), "--seed", "0", "--out", str(out))
     sh("autonas", "evaluate", str(out))
     metrics = json.loads((out / "metrics.json").read_text())
     return {k: metrics["test"][k] for k in ("accuracy", "auc")} | {"params": metrics["params"]}
@@ -60,38 +65,50 @@ def main() -> None:
     p.add_argument("--dataset", default="breastmnist")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
     p.add_argument("--random", type=int, default=5)
-    p.add_argument("--search-budget", default="4m")
-    p.add_argument("--retrain-budget", default="5m")
+    p.add_argument("--search-epochs", type=int, default=25)
+    p.add_argument("--retrain-epochs", type=int, default=30)
+    p.add_argument("--jobs", type=int, default=1, help="runs at a time (each gets one thread "
+                   "when more than one)")
     p.add_argument("--strategy", default="darts")
     p.add_argument("--out-root", default=None)
     p.add_argument("extra", nargs="*", help="extra `autonas search` arguments (after --)")
     args = p.parse_args()
     root = Path(args.out_root or tempfile.mkdtemp(prefix="autonas-quality-"))
 
-    searched: dict[int, Genotype] = {}
-    entropy: dict[int, dict] = {}
-    for seed in args.seeds:
-        out = root / f"search-s{seed}"
-        sh("autonas", "search", "--dataset", args.dataset, "--budget", args.search_budget,
-           "--strategy", args.strategy, "--seed", str(seed), "--out", str(out), *args.extra)
-        searched[seed] = Genotype.load(out / "genotype.json")
-        history = [json.loads(x) for x in (out / "search" / "history.jsonl").read_text().split()]
-        entropy[seed] = {"final": history[-1]["entropy"], "epochs": len(history)}
+    if args.jobs > 1:
+        THREADS["AUTONAS_THREADS"] = "1"
+    pool = concurrent.futures.ThreadPoolExecutor(args.jobs)
 
+    def search(seed: int) -> tuple[Genotype, dict]:
+        out = root / f"search-s{seed}"
+        sh("autonas", "search", "--dataset", args.dataset, "--budget", "none", "--epochs",
+           str(args.search_epochs), "--strategy", args.strategy, "--seed", str(seed),
+           "--out", str(out), *args.extra)
+        history = [json.loads(x) for x in (out / "search" / "history.jsonl").read_text().split()]
+        return (Genotype.load(out / "genotype.json"),
+                {"final": history[-1]["entropy"], "epochs": len(history)})
+
+    found = dict(zip(args.seeds, pool.map(search, args.seeds), strict=True))
+    searched = {seed: g for seed, (g, _) in found.items()}
+    entropy = {seed: e for seed, (_, e) in found.items()}
     pairs = {f"{a}-{b}": agreement(searched[a], searched[b])
              for a, b in itertools.combinations(args.seeds, 2)}
     space = DartsSpace()
     randoms = [space.random_genotype(random.Random(1000 + i)) for i in range(args.random)]
 
+    jobs = [("searched", key, g) for key, g in searched.items()]
+    jobs += [("random", key, g) for key, g in enumerate(randoms)]
+
+    def train_one(job: tuple[str, int, Genotype]) -> dict:
+        kind, key, genotype = job
+        arch_file = root / f"{kind}-{key}.json"
+        genotype.save(arch_file)
+        row = retrain(arch_file, args.dataset, args.retrain_epochs, root / f"train-{kind}-{key}")
+        return {"kind": kind, "id": key, "genotype": str(genotype), **row}
+
     results: dict[str, list[dict]] = {"searched": [], "random": []}
-    for kind, genotypes in (("searched", list(searched.items())),
-                            ("random", list(enumerate(randoms)))):
-        for key, genotype in genotypes:
-            arch_file = root / f"{kind}-{key}.json"
-            genotype.save(arch_file)
-            row = retrain(arch_file, args.dataset, args.retrain_budget,
-                          root / f"train-{kind}-{key}", [])
-            results[kind].append({"id": key, "genotype": str(genotype), **row})
+    for row in pool.map(train_one, jobs):
+        results[row.pop("kind")].append(row)
 
     def mean(rows: list[dict], k: str) -> float:
         return statistics.mean(r[k] for r in rows)
@@ -100,8 +117,9 @@ def main() -> None:
         "benchmark": "search_quality",
         "dataset": args.dataset,
         "strategy": args.strategy,
-        "search_budget": args.search_budget,
-        "retrain_budget": args.retrain_budget,
+        "search_epochs": args.search_epochs,
+        "retrain_epochs": args.retrain_epochs,
+        "threads_per_run": THREADS.get("AUTONAS_THREADS", "default"),
         "alpha_entropy": entropy,
         "edge_agreement": {"pairs": pairs,
                            "mean": statistics.mean(pairs.values()) if pairs else None},

@@ -298,7 +298,8 @@ def worker(args) -> dict:
         sync(device)
         if i >= args.warmup:
             times.append(time.perf_counter() - t0)
-    out = {"median_s": statistics.median(times), "min_s": min(times), "steps": len(times),
+    out = {"times": times, "median_s": statistics.median(times), "min_s": min(times),
+           "steps": len(times),
            "peak_rss_mb": peak_rss_mb(),
            "rss_before_steps_mb": rss_before, "threads": torch.get_num_threads()}
     if device.type == "cuda":
@@ -379,6 +380,9 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=5)
     p.add_argument("--warmup", type=int, default=1)
     p.add_argument("--impls", nargs="+", default=["ref", "fast"])
+    p.add_argument("--rounds", type=int, default=2,
+                   help="worker processes per implementation, alternated so drift in the "
+                        "machine's speed hits both alike")
     p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--impl", default="fast", help=argparse.SUPPRESS)
     p.add_argument("--order", type=int, default=1, help=argparse.SUPPRESS)
@@ -394,8 +398,18 @@ def main() -> None:
     results = []
     for order in args.orders:
         row: dict = {"order": order}
-        for impl in args.impls:
-            row[impl] = run_worker(args, impl, order)
+        runs: dict[str, list[dict]] = {impl: [] for impl in args.impls}
+        for _ in range(args.rounds):
+            for impl in args.impls:
+                runs[impl].append(run_worker(args, impl, order))
+        for impl, worker_runs in runs.items():
+            times = [t for r in worker_runs for t in r["times"]]
+            row[impl] = {"median_s": statistics.median(times), "min_s": min(times),
+                         "steps": len(times),
+                         "peak_rss_mb": max(r["peak_rss_mb"] for r in worker_runs),
+                         "threads": worker_runs[0]["threads"],
+                         **({"peak_cuda_mb": max(r["peak_cuda_mb"] for r in worker_runs)}
+                            if "peak_cuda_mb" in worker_runs[0] else {})}
         if "ref" in row and "fast" in row:
             row["speedup"] = row["ref"]["median_s"] / row["fast"]["median_s"]
             row["peak_rss_ratio"] = row["fast"]["peak_rss_mb"] / row["ref"]["peak_rss_mb"]

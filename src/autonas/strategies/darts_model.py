@@ -343,14 +343,7 @@ class ModelSpaceDarts(Darts):
                    for d in self.net.relaxed}
         dry_run(self.net, in_channels, image_size, f"the DARTS supernet of {type(space).__name__}",
                 call=lambda x: self.net(x, uniform))
-        self.w_optim = torch.optim.SGD(self.net.parameters(), lr=self.w_lr,
-                                       momentum=self.w_momentum,
-                                       weight_decay=self.w_weight_decay)
-        self.a_optim = torch.optim.Adam(self.arch.parameters(), lr=self.alpha_lr,
-                                        betas=(self.alpha_beta1, self.alpha_beta2),
-                                        weight_decay=self.alpha_weight_decay)
-        self.scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(
-            self.w_optim, T_max=max(1, self.epochs), eta_min=self.w_lr_min)
+        self.make_optimizers()
 
     def arch_weights(self, arch: nn.Module, training: bool) -> Weights:
         return arch.softmax()

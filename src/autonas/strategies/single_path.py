@@ -14,14 +14,13 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 from ..errors import ConfigError
 from ..spaces.darts import CELL_TYPES, DartsSpace
 from ..spaces.genotype import CellGenotype, Genotype
 from ..spaces.ops import ZERO_OPS
 from ..training.budget import Deadline
-from ..training.loop import NonFiniteLossError, predict_logits
+from ..training.loop import predict_logits
 from ..training.metrics import auc_roc
 from .base import SearchContext, SearchResult
 
@@ -140,13 +139,7 @@ class SinglePathMixin:
         self.w_optim.zero_grad(set_to_none=True)
         with torch.no_grad():
             path = self.train_path()
-        loss = self.loss_fn(self.forward_path(xt, path), yt)
-        if not torch.isfinite(loss):
-            raise NonFiniteLossError(f"supernet loss became {loss.item()}")
-        loss.backward()
-        nn.utils.clip_grad_norm_(self.net.parameters(), self.grad_clip)
-        self.w_optim.step()
-        return float(loss.detach())
+        return self.descend(self.loss_fn(self.forward_path(xt, path), yt))
 
     def evaluate_supernet(self) -> tuple[float, float]:
         x, y = self.arch_eval

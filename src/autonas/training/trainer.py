@@ -33,11 +33,11 @@ class TrainConfig:
     lr: float = 0.05
     lr_min: float = 0.0
     momentum: float = 0.9
-    weight_decay: float = 3e-4
+    weight_decay: float = 1e-3
     grad_clip: float = 5.0
     drop_path: float = 0.1
     aux_weight: float = 0.4
-    label_smoothing: float = 0.0
+    label_smoothing: float = 0.1
     loss: str = "ce"
     focal_gamma: float = 2.0
     class_weights: str | None = None
