@@ -28,13 +28,13 @@ from typing import Any
 
 import numpy as np
 import torch
-from PIL import Image
 from sklearn.base import BaseEstimator, ClassifierMixin
 
 from .config import RunConfig
 from .data import ImageData, Normalizer, split_indices
-from .data.folder import RESIZE_MODES, load_images
-from .data.validate import to_images, validate_arrays
+from .data.folder import RESIZE_MODES
+from .data.inputs import as_labels, encode_fit_labels, encode_labels, label_key, read_inputs
+from .data.validate import validate_arrays
 from .errors import AutonasError, ConfigError, DataError
 from .export.wrap import ImageModel
 from .pipeline import (
@@ -156,14 +156,15 @@ class ImageClassifier(ClassifierMixin, BaseEstimator):
             from .ui import setup_console_logging
 
             setup_console_logging()
-        images, labels, spec = self._read(x, y, fitting=True)
-        classes, y_idx = self._encode_fit(labels)
+        images, labels, spec = read_inputs(x, y, fitting=True, image_size=self.image_size,
+                                             resize=self.resize)
+        classes, y_idx = encode_fit_labels(labels)
         if validation_data is not None:
             if len(validation_data) != 2:
                 raise DataError("validation_data must be a pair (x_val, y_val)")
-            val_images, val_labels, _ = self._read(*validation_data, fitting=False, spec=spec)
+            val_images, val_labels, _ = read_inputs(*validation_data, fitting=False, spec=spec)
             train = (images, torch.as_tensor(y_idx))
-            val = (val_images, torch.as_tensor(self._encode(val_labels, classes)))
+            val = (val_images, torch.as_tensor(encode_labels(val_labels, classes)))
         else:
             if not 0.0 < validation_split < 1.0:
                 raise ConfigError(f"validation_split must be between 0 and 1, got "
@@ -402,11 +403,11 @@ class ImageClassifier(ClassifierMixin, BaseEstimator):
         if not isinstance(cw, dict):
             raise ConfigError(f"class_weight must be None, 'balanced' or a dict {{label: "
                               f"weight}}, got {type(cw).__name__}")
-        lookup = {_label_key(c): i for i, c in enumerate(classes)}
+        lookup = {label_key(c): i for i, c in enumerate(classes)}
         by_text = {str(c): i for i, c in enumerate(classes)}  # keys that went through JSON
         weights = [1.0] * len(classes)
         for label, w in cw.items():
-            key = _label_key(label)
+            key = label_key(label)
             if key not in lookup and str(key) in by_text:
                 key = classes[by_text[str(key)]].item()
             if key not in lookup:
@@ -476,82 +477,6 @@ class ImageClassifier(ClassifierMixin, BaseEstimator):
             state["val_metrics"] = self.val_metrics_
         return state
 
-    # -------------------------------------------------------------------- inputs
-    def _read(self, x: Any, y: Any, *, fitting: bool, spec: dict[str, Any] | None = None
-              ) -> tuple[torch.Tensor, np.ndarray | None, dict[str, Any]]:
-        """(images (N,C,H,W) uint8/float32, labels or None, input spec)."""
-        if isinstance(x, torch.utils.data.Dataset) and not isinstance(x, torch.Tensor):
-            x, labels = _from_dataset(x)
-            if y is None:
-                y = labels
-        kind = _kind(x)
-        if kind == "files":
-            images, spec = self._read_files(list(x), spec)
-        else:
-            arr = x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
-            images = to_images(arr, "train" if fitting else "input", where="ImageClassifier")
-            layout = "NHW" if arr.ndim == 3 else (
-                "NHWC" if arr.ndim == 4 and 1 <= arr.shape[3] <= 4 else "NCHW")
-            new = {"kind": "array", "layout": layout,
-                   "dtype": "uint8" if images.dtype == torch.uint8 else "float32"}
-            if spec is None:
-                spec = {**new, "channels": int(images.shape[1]),
-                        "height": int(images.shape[2]), "width": int(images.shape[3]),
-                        "image_size": None, "grayscale": images.shape[1] == 1,
-                        "resize": self.resize}
-        self._check_size(images, spec)
-        if y is None:
-            if fitting:
-                raise DataError("fit needs labels: pass y, or a Dataset of (image, label) "
-                                "items")
-            return images, None, spec
-        labels = _labels(y, len(images))
-        return images, labels, spec
-
-    def _read_files(self, items: list[Any], spec: dict[str, Any] | None
-                    ) -> tuple[torch.Tensor, dict[str, Any]]:
-        if spec is None:
-            size = self.image_size
-            if size is None:
-                sizes = {_image_size(s) for s in items}
-                size = None if len(sizes) == 1 else 64
-            x, gray = load_images(items, size, None, self.resize)
-            spec = {"kind": "files", "layout": "NCHW", "dtype": "uint8",
-                    "channels": int(x.shape[1]), "height": int(x.shape[2]),
-                    "width": int(x.shape[3]), "image_size": size, "grayscale": gray,
-                    "resize": self.resize}
-        else:
-            size = spec.get("image_size")
-            if size is None and spec["height"] == spec["width"]:
-                size = spec["height"]
-            x, _ = load_images(items, size, spec["channels"] == 1, spec.get("resize", "crop"))
-        return torch.from_numpy(x), spec
-
-    @staticmethod
-    def _check_size(images: torch.Tensor, spec: dict[str, Any]) -> None:
-        if (images.shape[2], images.shape[3]) != (spec["height"], spec["width"]):
-            raise DataError(f"images are {images.shape[3]}x{images.shape[2]} px but the "
-                            f"classifier was trained on {spec['width']}x{spec['height']} px; "
-                            "resize them to that size first")
-
-    def _encode_fit(self, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        classes, y_idx = np.unique(labels, return_inverse=True)
-        if len(classes) < 2:
-            raise DataError(f"every label is {classes.tolist()[0]!r}: classification needs "
-                            "at least 2 classes")
-        return classes, y_idx.astype(np.int64).ravel()
-
-    @staticmethod
-    def _encode(labels: np.ndarray, classes: np.ndarray) -> np.ndarray:
-        lookup = {_label_key(c): i for i, c in enumerate(classes)}
-        pos = np.array([lookup.get(_label_key(v), -1) for v in labels], dtype=np.int64)
-        ok = pos >= 0
-        if not np.all(ok):
-            unknown = sorted({str(v) for v in labels[~ok]})[:5]
-            raise DataError(f"labels {unknown} were not seen in fit; the classes are "
-                            f"{list(classes)}")
-        return pos
-
     def _dataset(self, train: tuple[torch.Tensor, torch.Tensor],
                  val: tuple[torch.Tensor, torch.Tensor], classes: np.ndarray) -> ImageData:
         out, _ = validate_arrays({"train": train, "val": val}, n_classes=len(classes),
@@ -577,7 +502,7 @@ class ImageClassifier(ClassifierMixin, BaseEstimator):
     def predict_proba(self, x: Any) -> np.ndarray:
         """Class probabilities (N, n_classes), columns in the order of ``classes_``."""
         self._check_fitted()
-        images, _, _ = self._read(x, None, fitting=False, spec=self.input_spec_)
+        images, _, _ = read_inputs(x, None, fitting=False, spec=self.input_spec_)
         outs = []
         with torch.no_grad():
             for start in range(0, len(images), PREDICT_BATCH):
@@ -590,7 +515,7 @@ class ImageClassifier(ClassifierMixin, BaseEstimator):
         from sklearn.metrics import accuracy_score
 
         pred = self.predict(x)
-        return float(accuracy_score(_labels(y, len(pred)), pred, sample_weight=sample_weight))
+        return float(accuracy_score(as_labels(y, len(pred)), pred, sample_weight=sample_weight))
 
     def predict(self, x: Any) -> np.ndarray:
         """Labels, in the form ``y`` had in fit."""
@@ -601,12 +526,12 @@ class ImageClassifier(ClassifierMixin, BaseEstimator):
         """{'loss', 'accuracy', 'auc'} on ``x, y`` (AUC-ROC: one-vs-rest macro for more
         than 2 classes; NaN when ``y`` holds a single class)."""
         self._check_fitted()
-        images, labels, _ = self._read(x, y, fitting=False, spec=self.input_spec_)
+        images, labels, _ = read_inputs(x, y, fitting=False, spec=self.input_spec_)
         if labels is None:
             raise DataError("evaluate needs labels: pass y, or a Dataset of (image, label) "
                             "items")
         probs = self.predict_proba(images)
-        metrics = classification_metrics(self._encode(labels, self.classes_), probs,
+        metrics = classification_metrics(encode_labels(labels, self.classes_), probs,
                                          [str(c) for c in self.classes_])
         auc = metrics["auc"]
         return {"loss": metrics["loss"], "accuracy": metrics["accuracy"],
@@ -717,73 +642,9 @@ def _seconds_left(deadline: Deadline) -> float | None:
     return left
 
 
-def _kind(x: Any) -> str:
-    if isinstance(x, (list, tuple)) and x and all(
-            isinstance(v, (str, Path, Image.Image)) for v in x):
-        return "files"
-    if isinstance(x, np.ndarray) and x.ndim == 1 and x.dtype.kind in "OU":
-        return "files"
-    return "array"
 
 
-def _image_size(item: Any) -> tuple[int, int]:
-    if isinstance(item, Image.Image):
-        return item.size
-    try:
-        with Image.open(item) as img:
-            return img.size
-    except (OSError, ValueError) as exc:
-        raise DataError(f"{item}: cannot be read as an image ({exc}); delete or replace the "
-                        "file") from None
 
-
-def _from_dataset(ds: torch.utils.data.Dataset) -> tuple[Any, np.ndarray | None]:
-    """Stack a map-style Dataset's (image, label) items: images stay PIL images when they
-    are, else become one array."""
-    try:
-        n = len(ds)  # type: ignore[arg-type]
-    except TypeError:
-        raise DataError("the Dataset has no len(): pass a map-style Dataset, or arrays"
-                        ) from None
-    images, labels = [], []
-    for i in range(n):
-        item = ds[i]
-        if isinstance(item, (tuple, list)) and len(item) >= 2:
-            img, label = item[0], item[1]
-            labels.append(label.item() if isinstance(label, torch.Tensor) else label)
-        else:
-            img = item
-        images.append(img)
-    if not images:
-        raise DataError("the Dataset is empty")
-    if all(isinstance(img, Image.Image) for img in images):
-        x: Any = images
-    else:
-        x = np.stack([img.numpy() if isinstance(img, torch.Tensor) else np.asarray(img)
-                      for img in images])
-    return x, (np.asarray(labels) if len(labels) == n else None)
-
-
-def _labels(y: Any, n: int) -> np.ndarray:
-    arr = y.detach().cpu().numpy() if isinstance(y, torch.Tensor) else np.asarray(y)
-    if arr.ndim == 2 and arr.shape[1] == 1:
-        arr = arr[:, 0]
-    if arr.ndim != 1:
-        raise DataError(f"y has shape {arr.shape}; pass one label per image, shape (N,) or "
-                        "(N, 1) (for one-hot labels, pass y.argmax(1))")
-    if len(arr) != n:
-        raise DataError(f"{n} images but {len(arr)} labels; pass one label per image")
-    if arr.dtype.kind == "f" and not np.all(np.isfinite(arr)):
-        raise DataError("y holds NaN or infinite labels; every image needs a label")
-    return arr
-
-
-def _label_key(value: Any) -> Any:
-    """numpy scalars as Python values, so np.int64(1), np.uint8(1), 1 and 1.0 find the same
-    class (strings stay strings: '1' is another label than 1)."""
-    if isinstance(value, np.generic):
-        return value.item()
-    return value
 
 
 def _fingerprint(data: ImageData) -> str:
