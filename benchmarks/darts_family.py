@@ -26,7 +26,9 @@ import time
 from pathlib import Path
 
 STRATEGIES = ["darts", "darts2", "pc-darts", "p-darts", "darts-minus", "gdas", "enas", "spos"]
-DATASETS = ["breastmnist", "/work/shared/data/medmnist/pneumoniamnist.recombined.npz"]
+PNEUMONIA = (Path(__file__).resolve().parents[2] / "shared" / "data" / "medmnist"
+             / "pneumoniamnist.recombined.npz")
+DATASETS = ["breastmnist", str(PNEUMONIA)]
 SKIPS = {"skip_connect", "identity"}
 
 

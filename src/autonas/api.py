@@ -63,9 +63,6 @@ ONE_SHOT_DEFAULT = "darts"
 MULTI_TRIAL_SPACE = "medmnist-cnn"
 """search_space='auto' for a multi-trial strategy, when registered: a small CNN space whose
 candidates train in seconds (the DARTS cell space otherwise)."""
-CPU_SEARCH_IMAGES = 1500
-"""On CPU a one-shot search trains on at most this many images per epoch, so a larger
-dataset still gets enough search epochs for the architecture to move."""
 FINAL_FIT_SHARE = 0.35
 """With final_fit, the share of the time limit kept for refitting on train + validation."""
 PREDICT_BATCH = 256
@@ -177,7 +174,7 @@ class ImageClassifier(ClassifierMixin, BaseEstimator):
             train, val = (images[keep], yt[keep]), (images[held], yt[held])
         data = self._dataset(train, val, classes)
         device = resolve_device(self.device)
-        cfg = self._config(data, classes, device, epochs, limit)
+        cfg = self._config(data, classes, epochs, limit)
 
         self.classes_ = classes
         self.input_spec_ = spec
@@ -328,8 +325,8 @@ class ImageClassifier(ClassifierMixin, BaseEstimator):
         self._load_run(run, cfg)
 
     # -------------------------------------------------------------------- configuration
-    def _config(self, data: ImageData, classes: np.ndarray, device: torch.device,
-                epochs: int | None, limit: float | None) -> RunConfig:
+    def _config(self, data: ImageData, classes: np.ndarray, epochs: int | None,
+                limit: float | None) -> RunConfig:
         objective = OBJECTIVES.get(str(self.objective))
         if objective is None:
             raise ConfigError(f"objective must be one of val_auc, val_accuracy, val_loss; got "
@@ -356,10 +353,6 @@ class ImageClassifier(ClassifierMixin, BaseEstimator):
             search["class_weights"] = weights
         elif "train" in known:
             search["train"] = {"loss": loss, "class_weights": weights}
-        n_train = len(data.train_y)
-        if ("data_fraction" in known and "max_trials" not in known and device.type == "cpu"
-                and n_train > CPU_SEARCH_IMAGES):
-            search["data_fraction"] = round(CPU_SEARCH_IMAGES / n_train, 4)
         search.update(self.search_options or {})
         train = {"objective": objective, "loss": loss, "class_weights": weights,
                  **(self.train_options or {})}

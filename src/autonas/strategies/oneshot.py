@@ -82,6 +82,10 @@ class OneShotStrategy(Strategy):
     alpha_weight_decay: float = 1e-3
     warmup_epochs: int = 2
     data_fraction: float = 1.0
+    search_images: int | None = 1200
+    """On CPU, at most this many training images (both halves together) per search epoch,
+    a proxy task for large sets: the default 20 epochs then take minutes for any dataset
+    (BreastMNIST's 546 images are all used). None: no cap; a GPU uses all images."""
     augment: bool = True
     loss: str = "ce"
     focal_gamma: float = 2.0
@@ -143,12 +147,15 @@ class OneShotStrategy(Strategy):
             self.target_layers = ctx.target.layers
         torch.manual_seed(ctx.seed)
         idx_w, idx_a = split_indices(data.train_y, 0.5, seed=ctx.seed)
-        if self.data_fraction < 1.0:
+        fraction = self.data_fraction
+        if self.search_images is not None and ctx.device.type == "cpu":
+            fraction = min(fraction, self.search_images / max(1, len(data.train_y)))
+        if fraction < 1.0:
             g = torch.Generator().manual_seed(ctx.seed + 1)
             idx_w = idx_w[torch.randperm(len(idx_w), generator=g)][
-                : max(2 * self.batch_size, int(len(idx_w) * self.data_fraction))]
+                : max(2 * self.batch_size, int(len(idx_w) * fraction))]
             idx_a = idx_a[torch.randperm(len(idx_a), generator=g)][
-                : max(2 * self.batch_size, int(len(idx_a) * self.data_fraction))]
+                : max(2 * self.batch_size, int(len(idx_a) * fraction))]
         self.normalizer = Normalizer.fit(data.train_x)
         augment = Augment.default_for(data) if self.augment else None
         xw, yw = subset(data.train_x, data.train_y, idx_w)
