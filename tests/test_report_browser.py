@@ -58,6 +58,20 @@ def run_dir(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
+def long_names_run(run_dir: Path, tmp_path_factory) -> Path:
+    """The same run as seen from a deep checkout: paths and names with no place to break."""
+    out = tmp_path_factory.mktemp("deep") / ("run_" + "x" * 90)
+    shutil.copytree(run_dir, out)
+    env = json.loads((out / "environment.json").read_text())
+    env["command"] = ["/" + "/".join(["a-rather-long-folder-name"] * 8) + "/autonas", "run"]
+    env["platform"] = "Linux-" + "9" * 80 + "-x86_64-with-glibc2.36"
+    (out / "environment.json").write_text(json.dumps(env))
+    result = CliRunner().invoke(app, ["report", str(out)], env=ENV)
+    assert result.exit_code == 0, (result.output, result.exception)
+    return out
+
+
+@pytest.fixture(scope="module")
 def browser(tmp_path_factory):
     from selenium.webdriver.chrome.service import Service
 
@@ -98,6 +112,29 @@ def _console_errors(driver) -> list[dict]:
     return [e for e in driver.get_log("browser") if e.get("level") == "SEVERE"]
 
 
+OVERFLOWING = """
+var width = document.documentElement.clientWidth, out = [];
+document.querySelectorAll('body *').forEach(function (el) {
+  var text_overflows = getComputedStyle(el).overflowX === 'visible' &&
+                       el.scrollWidth > el.clientWidth + 1 && el.clientWidth > 0;
+  if (el.getBoundingClientRect().right <= width + 0.5 && !text_overflows) return;
+  for (var p = el.parentElement; p; p = p.parentElement)
+    if (getComputedStyle(p).overflowX !== 'visible') return;  // scrolls in its own box
+  out.push(el.tagName.toLowerCase() + '.' + el.className + ': ' +
+           (el.textContent || '').trim().slice(0, 60));
+});
+return out;
+"""
+
+
+def _assert_no_sideways_scroll(driver) -> None:
+    """Wide tables and figures scroll in place; the page itself never scrolls sideways."""
+    overflowing = driver.execute_script(OVERFLOWING)
+    assert overflowing == []
+    assert driver.execute_script(
+        "return document.documentElement.scrollWidth <= document.documentElement.clientWidth")
+
+
 RENDERED_SIZES = """
 return Array.from(document.querySelectorAll('img, svg')).map(function (el) {
   var r = el.getBoundingClientRect();
@@ -119,9 +156,7 @@ def test_report_in_browser(browser, run_dir: Path, tmp_path: Path, width: int) -
     for tag, w, h, natural, where in sizes:
         assert w > 0 and h > 0, (tag, where)
         assert natural > 0, (tag, where)  # an <img> that failed to decode has no width
-    # no sideways scrolling of the page itself (wide tables and figures scroll in place)
-    assert browser.execute_script(
-        "return document.documentElement.scrollWidth <= document.documentElement.clientWidth")
+    _assert_no_sideways_scroll(browser)
 
     metrics = json.loads((run_dir / "metrics.json").read_text())
     expected = {"test-accuracy": metrics["test"]["accuracy"], "test-auc": metrics["test"]["auc"],
@@ -165,3 +200,9 @@ def test_weight_slider_shows_each_epoch(browser, run_dir: Path) -> None:
         assert [r.index("max") for r in outlined] == [int(np.argmax(np.round(e, 4)))
                                                       for e in row["normal"]]
     assert _console_errors(browser) == []
+
+
+def test_long_paths_wrap_on_a_narrow_screen(browser, long_names_run: Path) -> None:
+    _open(browser, long_names_run / "report.html", 400)
+    assert _console_errors(browser) == []
+    _assert_no_sideways_scroll(browser)

@@ -20,6 +20,7 @@ nav.toc a { color:var(--accent); text-decoration:none; }
 section { background:#fff; border:1px solid var(--line); border-radius:10px;
   padding:14px 18px; margin:16px 0; }
 h2 { font-size:1.25rem; margin:2px 0 10px; }
+p, figcaption, li { overflow-wrap:anywhere; }
 h3 { font-size:1.02rem; margin:16px 0 6px; }
 .cards { display:grid; grid-template-columns:repeat(auto-fill,minmax(150px,1fr)); gap:10px; }
 .card { background:var(--bg); border:1px solid var(--line); border-radius:8px; padding:8px 10px; }
