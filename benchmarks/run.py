@@ -23,6 +23,8 @@ import tempfile
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+# The CLI of the interpreter running the benchmark, whether or not its venv is on PATH.
+AUTONAS = [sys.executable, "-m", "autonas.cli"]
 
 
 def timed(cmd: list[str]) -> tuple[str, float]:
@@ -42,7 +44,7 @@ def read_jsonl(path: Path) -> list[dict]:
 
 def autonas_run(dataset: str, budget: str, seed: int, strategy: str, out: Path,
                 extra: list[str]) -> dict:
-    cmd = ["autonas", "run", "--dataset", dataset, "--budget", budget, "--seed", str(seed),
+    cmd = [*AUTONAS, "run", "--dataset", dataset, "--budget", budget, "--seed", str(seed),
            "--strategy", strategy, "--out", str(out), *extra]
     _, rss = timed(cmd)
     status = json.loads((out / "status.json").read_text())

@@ -22,8 +22,10 @@ import itertools
 import json
 import os
 import random
+import shutil
 import statistics
 import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
@@ -31,6 +33,8 @@ from autonas.spaces.darts import DartsSpace
 from autonas.spaces.genotype import Genotype
 
 THREADS: dict[str, str] = {}
+# The CLI of the interpreter running the benchmark, whether or not its venv is on PATH.
+AUTONAS = [sys.executable, "-m", "autonas.cli"]
 
 
 def sh(*cmd: str) -> None:
@@ -53,9 +57,16 @@ def agreement(a: Genotype, b: Genotype) -> float:
 
 
 def retrain(arch_file: Path, dataset: str, epochs: int, out: Path) -> dict:
-    sh("autonas", "train", "--arch", str(arch_file), "--dataset", dataset, "--budget", "none",
+    if (out / "metrics.json").is_file():  # a finished retrain is reused on a rerun
+        return read_test(out)
+    shutil.rmtree(out, ignore_errors=True)
+    sh(*AUTONAS, "train", "--arch", str(arch_file), "--dataset", dataset, "--budget", "none",
        "--epochs", str(epochs), "--seed", "0", "--out", str(out))
-    sh("autonas", "evaluate", str(out))
+    sh(*AUTONAS, "evaluate", str(out))
+    return read_test(out)
+
+
+def read_test(out: Path) -> dict:
     metrics = json.loads((out / "metrics.json").read_text())
     return {k: metrics["test"][k] for k in ("accuracy", "auc")} | {"params": metrics["params"]}
 
@@ -81,10 +92,13 @@ def main() -> None:
 
     def search(seed: int) -> tuple[Genotype, dict]:
         out = root / f"search-s{seed}"
-        sh("autonas", "search", "--dataset", args.dataset, "--budget", "none", "--epochs",
-           str(args.search_epochs), "--strategy", args.strategy, "--seed", str(seed),
-           "--out", str(out), *args.extra)
-        history = [json.loads(x) for x in (out / "search" / "history.jsonl").read_text().split()]
+        if not (out / "genotype.json").is_file():  # a finished search is reused on a rerun
+            shutil.rmtree(out, ignore_errors=True)
+            sh(*AUTONAS, "search", "--dataset", args.dataset, "--budget", "none", "--epochs",
+               str(args.search_epochs), "--strategy", args.strategy, "--seed", str(seed),
+               "--out", str(out), *args.extra)
+        lines = (out / "search" / "history.jsonl").read_text().splitlines()
+        history = [json.loads(line) for line in lines]
         return (Genotype.load(out / "genotype.json"),
                 {"final": history[-1]["entropy"], "epochs": len(history)})
 
