@@ -56,6 +56,9 @@ def child(rss_file: str, argv: list[str]) -> None:
 
 
 def dataset_args(dataset: str) -> list[str]:
+    """A MedMNIST flag, PneumoniaMNIST's local file by name, or a path to an .npz file."""
+    if dataset == "pneumoniamnist" and PNEUMONIA.is_file():
+        return ["--data", str(PNEUMONIA)]
     return ["--data", dataset] if dataset.endswith(".npz") else ["--dataset", dataset]
 
 
