@@ -19,11 +19,16 @@ def _data(n: int):
     return from_arrays((x, y), (x[:10], y[:10]), (x[:10], y[:10]))
 
 
-def _loaded(n_train: int, device: str, **options) -> int:
+def _set_up(n_train: int, device: str = "cpu", **options):
     strategy = make_strategy("darts", channels=4, layers=2, batch_size=8, **options)
     ctx = SearchContext(data=_data(n_train), space=DartsSpace(nodes=2), run=RunDir("unused"),
                         deadline=Deadline(None), device=torch.device(device))
     strategy._setup(ctx)
+    return strategy
+
+
+def _loaded(n_train: int, device: str, **options) -> int:
+    strategy = _set_up(n_train, device, **options)
     return strategy.weight_loader.num_samples + strategy.arch_loader.num_samples
 
 
@@ -34,10 +39,7 @@ def test_search_images_caps_the_images_per_epoch() -> None:
 
 
 def test_search_images_cap_keeps_both_classes_and_a_batch_per_half() -> None:
-    strategy = make_strategy("darts", channels=4, layers=2, batch_size=8, search_images=20)
-    ctx = SearchContext(data=_data(200), space=DartsSpace(nodes=2), run=RunDir("unused"),
-                        deadline=Deadline(None), device=torch.device("cpu"))
-    strategy._setup(ctx)
+    strategy = _set_up(200, search_images=20)
     for loader in (strategy.weight_loader, strategy.arch_loader):
         assert loader.num_samples >= 2 * 8  # at least two batches, whatever the cap
         assert set(loader.y.tolist()) == {0, 1}

@@ -143,8 +143,7 @@ class OneShotStrategy(Strategy):
     # -- shared state, set up by ``search`` ----------------------------------------------
     def _setup(self, ctx: SearchContext) -> None:
         data = ctx.data
-        if ctx.target is not None:
-            self.target_layers = ctx.target.layers
+        self.target_layers = ctx.target.layers if ctx.target is not None else None
         torch.manual_seed(ctx.seed)
         idx_w, idx_a = split_indices(data.train_y, 0.5, seed=ctx.seed)
         fraction = self.data_fraction
