@@ -10,7 +10,7 @@ Each implementation is timed in its own process (so peak RSS is its own); the pa
 prints one JSON document.
 
     python benchmarks/step.py       # C=8, 5 cells, batch 64, 28x28x1, orders 1 and 2
-    python benchmarks/step.py --channels 16 --layers 8
+    python benchmarks/step.py --channels 16 --layers 8 --grad-batch 16   # float64 fits in 24 GB
     python benchmarks/step.py --strategy pc-darts   # or gdas: autonas only, no reference
 """
 
@@ -357,9 +357,11 @@ def _grad_diff(args, order: int, device: torch.device) -> dict:
             "weight_grad_max_abs_diff": w_diff, "weight_grad_max_abs": w_scale}
 
 
-def run_worker(args, impl: str, order: int) -> dict:
+def run_worker(args, impl: str, order: int, *extra: str) -> dict:
+    """One measurement in a fresh process: its peak RSS is its own, and the memory it
+    held is given back before the next one starts."""
     cmd = [sys.executable, __file__, "--worker", "--impl", impl, "--order", str(order),
-           *sys.argv[1:]]
+           *extra, *sys.argv[1:]]
     out = subprocess.run(cmd, capture_output=True, text=True, check=True, env=os.environ)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
@@ -383,7 +385,12 @@ def main() -> None:
     p.add_argument("--rounds", type=int, default=2,
                    help="worker processes per implementation, alternated so drift in the "
                         "machine's speed hits both alike")
+    p.add_argument("--grad-batch", type=int, default=None,
+                   help="batch of the gradient comparison (default: --batch); a smaller one "
+                        "keeps float64 within memory for big supernets")
+    p.add_argument("--grad-dtypes", nargs="+", default=["float32", "float64"])
     p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--grads", default=None, help=argparse.SUPPRESS)
     p.add_argument("--impl", default="fast", help=argparse.SUPPRESS)
     p.add_argument("--order", type=int, default=1, help=argparse.SUPPRESS)
     args = p.parse_args()
@@ -391,10 +398,15 @@ def main() -> None:
         args.impls = ["fast"]
         if "order" not in make_strategy(args.strategy).option_names():
             args.orders = [1]
+    if args.worker and args.grads:
+        args.batch = args.grad_batch or args.batch
+        print(json.dumps(grad_diff(args, args.order, getattr(torch, args.grads))))
+        return
     if args.worker:
         print(json.dumps(worker(args)))
         return
-    config = {k: v for k, v in vars(args).items() if k not in ("worker", "impl", "order")}
+    config = {k: v for k, v in vars(args).items()
+              if k not in ("worker", "impl", "order", "grads")}
     results = []
     for order in args.orders:
         row: dict = {"order": order}
@@ -413,8 +425,8 @@ def main() -> None:
         if "ref" in row and "fast" in row:
             row["speedup"] = row["ref"]["median_s"] / row["fast"]["median_s"]
             row["peak_rss_ratio"] = row["fast"]["peak_rss_mb"] / row["ref"]["peak_rss_mb"]
-            row["gradients_float32"] = grad_diff(args, order, torch.float32)
-            row["gradients_float64"] = grad_diff(args, order, torch.float64)
+            for dtype in args.grad_dtypes:
+                row[f"gradients_{dtype}"] = run_worker(args, "both", order, "--grads", dtype)
         results.append(row)
     print(json.dumps({"benchmark": "darts_step", "config": config, "torch": torch.__version__,
                       "results": results}, indent=1))

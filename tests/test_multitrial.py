@@ -27,7 +27,7 @@ from autonas.spaces import make_space
 from autonas.spaces.darts import DartsSpace
 from autonas.strategies import SearchContext, make_strategy
 from autonas.strategies.evolution import mutate
-from autonas.strategies.study import pareto_front
+from autonas.strategies.study import finished_trials, pareto_front
 from autonas.training.budget import Deadline
 from toy_space import arrays, write_npz
 
@@ -88,8 +88,11 @@ def test_strategy_finds_the_op_that_sees_the_image(strategy, options, toy, data,
     outcome = search(toy(), strategy, data, tmp_path / "run", **options)
     assert outcome.architecture["op"] == "signal"
     trials = rows(outcome.run_dir)
-    assert len(trials) == options["max_trials"] == outcome.result["n_trials"]
-    assert [r["number"] for r in trials] == list(range(len(trials)))
+    # the toy space holds 6 architectures: each is trained once, then the search ends
+    assert len(trials) == min(options["max_trials"], 6) == outcome.result["n_trials"]
+    assert len({json.dumps(r["arch"], sort_keys=True) for r in trials}) == len(trials)
+    if options["max_trials"] > 6:
+        assert outcome.stopped == "exhausted: all 6 architectures of the space were trained"
     best = max((r for r in trials if r["state"] == "COMPLETE"), key=lambda r: r["value"])
     assert best["arch"]["op"] == "signal" and best["value"] > 0.9
     blind = [r["value"] for r in trials if r["arch"]["op"] == "const" and r["value"] is not None]
@@ -105,7 +108,8 @@ def test_strategy_finds_the_op_that_sees_the_image(strategy, options, toy, data,
     assert arch["arch"] == outcome.architecture and arch["strategy"] == strategy
     study = optuna.load_study(study_name=outcome.run_dir.name,
                               storage=f"sqlite:///{outcome.run_dir / 'search' / 'study.db'}")
-    assert len(study.trials) == len(trials)
+    trained = [t for t in study.trials if "repeat_of" not in t.user_attrs]
+    assert [t.number for t in trained] == [r["number"] for r in trials]
     assert study.trials[best["number"]].params == best["arch"]  # choices stored as params
     if strategy == "bohb":
         assert any(r["state"] == "PRUNED" and r["error"].startswith("pruner") for r in trials)
@@ -117,6 +121,39 @@ def test_grid_enumerates_every_architecture_once(toy, data, tmp_path):
     tried = [(r["arch"]["op"], r["arch"]["width"]) for r in rows(outcome.run_dir)]
     assert tried == list(itertools.product(["const", "noise", "signal"], [2, 4, 8]))
     assert outcome.stopped == "completed" and outcome.architecture["op"] == "signal"
+
+
+def test_a_samplers_repeat_is_told_the_earlier_result_not_retrained(toy, data, tmp_path):
+    outcome = search(toy(), "tpe", data, tmp_path / "run", max_trials=6, n_startup_trials=3)
+    trials = rows(outcome.run_dir)
+    assert len({json.dumps(r["arch"], sort_keys=True) for r in trials}) == len(trials) == 6
+    study = optuna.load_study(study_name=outcome.run_dir.name,
+                              storage=f"sqlite:///{outcome.run_dir / 'search' / 'study.db'}")
+    repeats = [t for t in study.trials if "repeat_of" in t.user_attrs]
+    assert repeats  # TPE proposed trained architectures again; none of them trained
+    by_number = {r["number"]: r for r in trials}
+    for t in repeats:
+        earlier = by_number[t.user_attrs["repeat_of"]]
+        assert t.params == earlier["arch"] and t.state.name == earlier["state"]
+        if t.state.name == "COMPLETE":
+            assert t.value == earlier["value"]
+    assert [t.number for t in finished_trials(study)] == [r["number"] for r in trials]
+
+
+def test_a_strategy_that_only_repeats_ends_as_converged(toy, data, tmp_path):
+    class OneArch(type(toy())):
+        def sample(self, rng):
+            return {"op": "signal", "width": 2}
+
+    outcome = search(OneArch(), "random", data, tmp_path / "run", max_trials=5,
+                     max_collisions=3)
+    assert len(rows(outcome.run_dir)) == 1
+    assert outcome.stopped == ("converged: 3 proposals in a row were architectures already "
+                               "trained")
+    again = search(OneArch(), "random", data, tmp_path / "again", max_trials=3, dedup=False)
+    assert [r["arch"] for r in rows(again.run_dir)] == [{"op": "signal", "width": 2}] * 3
+    with pytest.raises(ConfigError, match="max_collisions must be >= 1"):
+        make_strategy("random", max_collisions=0)
 
 
 def test_grid_too_big_says_how_big(data, toy, tmp_path):
@@ -257,7 +294,8 @@ def test_budget_is_kept(space_file, npz, tmp_path):
     result = cli("search", "--data", npz, "--space", f"{space_file}:ToySpace", "--strategy",
                  "random", "--budget", f"{budget}s", "--out", out, "--device", "cpu",
                  "--set", "search.trial_epochs=2", "--set", "train.batch_size=16",
-                 "--set", "space_options.slow=0.01")
+                 "--set", "space_options.slow=0.01",
+                 "--set", "search.dedup=false")  # 6 architectures: trains repeats till the end
     wall = time.monotonic() - started
     assert result.exit_code == 0, result.output
     searched = json.loads((out / "status.json").read_text())["search"]["seconds"]

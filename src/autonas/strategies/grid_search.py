@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import itertools
-import json
-import math
 import random
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -13,18 +11,10 @@ from typing import Any
 from ..errors import ConfigError
 from . import register_strategy
 from .base import SearchContext
-from .multitrial import MultiTrialStrategy
+from .multitrial import MultiTrialStrategy, choice_key, space_size
 from .study import INTERRUPTED
 
 MAX_GRID = 10**6
-
-
-def grid_size(choices: dict[str, list[Any]]) -> int:
-    return math.prod(len(v) for v in choices.values())
-
-
-def choice_key(values: dict[str, Any]) -> str:
-    return json.dumps(values, sort_keys=True)
 
 
 @register_strategy("grid", "Grid search: every combination of the space's choices once, in a "
@@ -36,7 +26,7 @@ class GridSearch(MultiTrialStrategy):
     finite = True
 
     def prepare(self, ctx: SearchContext) -> None:
-        size = grid_size(self.choices)
+        size = space_size(self.choices)
         shape = " x ".join(str(len(v)) for v in self.choices.values())
         if size > MAX_GRID:
             raise ConfigError(f"the grid has {size:,} architectures ({shape} choices), more than "

@@ -11,12 +11,20 @@ either let an Optuna sampler pick the choices (TPE, NSGA-II) or pick the archite
 themselves (random, grid, evolution, REINFORCE); their picks reach the study through a
 sampler that replays them, so every trial's choices are stored the same way. Each finished
 trial is also one row of ``search/trials.jsonl``.
+
+Each architecture is trained once (``dedup``, as KerasTuner's oracles do): a strategy's
+repeat is drawn again; a sampler's repeat is told the earlier result without training, as
+Optuna's FAQ advises, so the sampler still learns it was proposed. The search ends when a
+finite space has no untrained architecture left, or after ``max_collisions`` repeats in a
+row: the strategy has converged, and more trials would only retrain what it already knows.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import gc
+import json
+import math
 import random
 import statistics
 import time
@@ -40,6 +48,7 @@ from .base import SearchContext, SearchResult, Strategy
 from .study import (
     INTERRUPTED,
     METRICS,
+    REPEAT_OF,
     default_storage,
     fail_interrupted,
     make_storage,
@@ -57,6 +66,15 @@ from .study import (
 TRIALS_FILE = "search/trials.jsonl"
 ROW_KEYS = ("arch", "val", "params", "flops", "latency_ms", "seconds", "error", "epochs")
 MAX_CONSECUTIVE_FAILURES = 20
+
+
+def space_size(choices: dict[str, list[Any]]) -> int:
+    """Architectures in a categorical view (an upper bound when choices interact)."""
+    return math.prod(len(v) for v in choices.values())
+
+
+def choice_key(values: dict[str, Any]) -> str:
+    return json.dumps(jsonable(values), sort_keys=True)
 
 
 def has_categorical_view(space: SearchSpace) -> bool:
@@ -149,6 +167,11 @@ class MultiTrialStrategy(Strategy):
     """Default: the run folder's name."""
     train: dict[str, Any] = field(default_factory=dict)
     """Overrides of the trial training options (the ``train`` section's keys)."""
+    dedup: bool = True
+    """Train each architecture once (see the module docstring); False retrains repeats,
+    e.g. to average out the noise of short trials."""
+    max_collisions: int = 50
+    """With dedup: repeats in a row after which the search ends as converged."""
 
     name = "multi-trial"
     needs_choices: ClassVar[bool] = False
@@ -176,6 +199,8 @@ class MultiTrialStrategy(Strategy):
                                   f"{self.objectives}")
         if not isinstance(self.train, dict):
             raise ConfigError(f"train must be a mapping of training options, got {self.train!r}")
+        if self.max_collisions < 1:
+            raise ConfigError(f"max_collisions must be >= 1, got {self.max_collisions}")
         self.trial_config()  # unknown or invalid train options fail now, not in a trial
 
     # -- what a strategy decides ---------------------------------------------------------
@@ -261,8 +286,10 @@ class MultiTrialStrategy(Strategy):
                     stopped = f"early-stop: {failures} trials in a row failed"
                     break
                 asked = self._ask(study, proposals, rows, ctx.seed)
-                if asked is None:
-                    break  # every architecture has been tried
+                if isinstance(asked, str):  # nothing new left to try
+                    stopped = asked
+                    get_logger().info("search: %s", asked)
+                    break
                 trial, arch, error = asked
                 if error is None:
                     frozen = self._run_trial(study, trial, arch, ctx, data, spec)
@@ -318,27 +345,61 @@ class MultiTrialStrategy(Strategy):
 
     def _ask(self, study: optuna.Study, proposals: ProposalSampler | None,
              rows: list[dict[str, Any]], seed: int
-             ) -> tuple[optuna.Trial, dict[str, Any] | None, str | None] | None:
-        """A new trial and its architecture (or the error that made it invalid); None when
-        the strategy has nothing left to propose."""
-        arch = None
-        if proposals is not None:
-            number = len(study.get_trials(deepcopy=False))
-            arch = self.propose(random.Random(f"{seed}:{number}"), rows)
-            if arch is None:
-                return None
-            arch = self.space.validate(arch)
-            proposals.values = self.space.to_choices(arch) if self.categorical else {}
-        with no_experimental_warnings():
-            trial = study.ask()
-            values = {label: trial.suggest_categorical(label, options)
-                      for label, options in self.choices.items()}
-        if arch is not None:
-            return trial, arch, None
-        try:
-            return trial, self.space.validate(self.space.from_choices(values)), None
-        except Exception as exc:  # a combination the space rejects is a failed trial
-            return trial, None, describe_error(exc)
+             ) -> tuple[optuna.Trial, dict[str, Any] | None, str | None] | str:
+        """A new trial and its architecture (or the error that made it invalid), or why the
+        search ends: the strategy has nothing left to propose, or only repeats."""
+        tried = self._tried(rows) if self.dedup else {}
+        if (self.dedup and self.categorical and not self.finite
+                and len(tried) >= space_size(self.choices)):
+            return f"exhausted: all {len(tried)} architectures of the space were trained"
+        for attempt in range(self.max_collisions if self.dedup else 1):
+            if proposals is not None:
+                number = len(study.get_trials(deepcopy=False))
+                stream = f"{seed}:{number}" + (f":{attempt}" if attempt else "")
+                arch = self.propose(random.Random(stream), rows)
+                if arch is None:
+                    return "completed"
+                arch = self.space.validate(arch)
+                if self._key(arch) in tried:
+                    continue  # drawn again, before the study hears of it
+                proposals.values = self.space.to_choices(arch) if self.categorical else {}
+            with no_experimental_warnings():
+                trial = study.ask()
+                values = {label: trial.suggest_categorical(label, options)
+                          for label, options in self.choices.items()}
+            if proposals is not None:
+                return trial, arch, None
+            try:
+                arch = self.space.validate(self.space.from_choices(values))
+            except Exception as exc:  # a combination the space rejects is a failed trial
+                return trial, None, describe_error(exc)
+            earlier = tried.get(self._key(arch))
+            if earlier is None:
+                return trial, arch, None
+            self._tell_repeat(study, trial, earlier)
+        return (f"converged: {self.max_collisions} proposals in a row were architectures "
+                "already trained")
+
+    def _key(self, arch: dict[str, Any]) -> str:
+        return choice_key(self.space.to_choices(arch) if self.categorical else arch)
+
+    def _tried(self, rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+        """Architecture key -> its trial's row, for trials that ran to an outcome (not those
+        a kill or the deadline cut short: they are worth running again)."""
+        return {self._key(r["arch"]): r for r in rows
+                if r["arch"] is not None and r.get("error") != INTERRUPTED
+                and not str(r.get("error") or "").startswith("budget")}
+
+    def _tell_repeat(self, study: optuna.Study, trial: optuna.Trial,
+                     earlier: dict[str, Any]) -> None:
+        """Give a sampler's repeat the earlier trial's outcome; it is no row of its own."""
+        trial.set_user_attr(REPEAT_OF, earlier["number"])
+        state = TrialState[earlier["state"]]
+        values = None
+        if state == TrialState.COMPLETE:
+            value = earlier["value"]
+            values = value if isinstance(value, list) else [value]
+        study.tell(trial, values, state=state)
 
     def prepare(self, ctx: SearchContext) -> None:
         """Checks and set-up a strategy needs before the first trial (e.g. grid size)."""

@@ -21,6 +21,8 @@ from ..errors import ConfigError
 from ..run import RunDir, jsonable
 
 INTERRUPTED = "interrupted"
+REPEAT_OF = "repeat_of"
+"""User attribute of a sampler's repeat proposal, told the earlier trial's result."""
 """The error recorded for a trial a kill or Ctrl-C stopped; it does not count as tried."""
 
 # Per metric: whether larger is better. Validation metrics come from the trial's best
@@ -164,8 +166,11 @@ def fail_interrupted(study: optuna.Study, storage: optuna.storages.BaseStorage) 
 
 
 def finished_trials(study: optuna.Study) -> list[FrozenTrial]:
+    """Trials that trained (or failed trying), in order; repeats told an earlier result
+    are left out."""
     states = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
-    return sorted(study.get_trials(deepcopy=False, states=states), key=lambda t: t.number)
+    return sorted((t for t in study.get_trials(deepcopy=False, states=states)
+                   if REPEAT_OF not in t.user_attrs), key=lambda t: t.number)
 
 
 def trial_row(trial: FrozenTrial, keys: Sequence[str]) -> dict[str, Any]:
