@@ -171,6 +171,21 @@ def test_run_resume_without_budget_left(full_run: Path, tmp_path: Path) -> None:
     assert "--budget" in result.output
 
 
+def test_resume_refuses_settings_it_would_ignore(full_run: Path, tmp_path: Path) -> None:
+    run = tmp_path / "copy"
+    shutil.copytree(full_run, run)
+    before = (run / "config.yaml").read_text()
+    for command in ("run", "search"):
+        result = fails_cleanly(command, "--resume", run, "--max-trials", 40, "--set",
+                               "search.epochs=9", "--strategy", "darts")
+        text = " ".join(result.output.split())  # the console wraps long lines
+        named = text.split(" so ")[1].split(" would be ignored")[0]
+        assert sorted(named.split(", ")) == ["--max-trials", "--set", "--strategy"]
+        assert "config.yaml first" in text
+    assert (run / "config.yaml").read_text() == before  # nothing ran
+    ok("run", "--resume", run, "--budget", "10m", "--device", "cpu")
+
+
 # ----------------------------------------------------------------------------- pieces
 
 

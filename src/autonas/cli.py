@@ -192,6 +192,29 @@ def _execute(cfg: RunConfig | None, phases: Sequence[str], *, out: Path | None,
     raise AssertionError("unreachable")
 
 
+RESUME_KEEPS = ("resume", "budget", "device")
+"""What --resume may be given with: the rest of a run's settings live in its config.yaml."""
+
+
+def given(ctx: typer.Context, name: str) -> bool:
+    """Typed on the command line (by name: Typer may carry its own copy of click's enum)."""
+    source = ctx.get_parameter_source(name)
+    return source is not None and source.name == "COMMANDLINE"
+
+
+def refuse_settings_on_resume(ctx: typer.Context, resume: Path | None) -> None:
+    """Settings given with --resume would be silently ignored: say so before anything runs."""
+    if resume is None:
+        return
+    given_here = [param.opts[0] for param in ctx.command.params
+                  if param.name not in RESUME_KEEPS and given(ctx, param.name)]
+    if given_here:
+        _fail(f"--resume continues {resume} with the settings in its config.yaml, so "
+              f"{', '.join(given_here)} would be ignored: leave them out (only --budget and "
+              f"--device apply), or edit {resume / 'config.yaml'} first (its search section "
+              "holds max_trials, epochs and the strategy's other options)")
+
+
 def phases_command(phases: Sequence[str]) -> str:
     return {("search",): "search", ("retrain",): "train"}.get(tuple(phases), "run")
 
@@ -280,6 +303,7 @@ def image_source(folder: Path | None, csv_file: Path | None, image_dir: Path | N
 
 @app.command()
 def run(
+    ctx: typer.Context,
     dataset: Dataset = "breastmnist",
     data: DataPath = None,
     size: Size = 28,
@@ -308,6 +332,7 @@ def run(
     class_weights: ClassWeights = None,
 ) -> None:
     """Search an architecture, retrain it and evaluate it on the test split."""
+    refuse_settings_on_resume(ctx, resume)
     cfg = None
     if resume is None:
         cfg = _config_or_fail(config=config, dataset=dataset, data=data, size=size,
@@ -326,13 +351,13 @@ def run(
             cfg.source = source
             cfg.dataset = str(source.get("path") or source.get("csv"))
     summary = _execute(cfg, ("search", "retrain", "evaluate"), out=out, resume=resume,
-                       budget=budget,
-                       device=None if resume is None else device)
+                       budget=budget, device=device if given(ctx, "device") else None)
     print_summary(summary)
 
 
 @app.command()
 def search(
+    ctx: typer.Context,
     dataset: Dataset = "breastmnist",
     data: DataPath = None,
     size: Size = 28,
@@ -353,6 +378,7 @@ def search(
     class_weights: ClassWeights = None,
 ) -> None:
     """Search only: writes genotype.json (retrain it with `autonas train`)."""
+    refuse_settings_on_resume(ctx, resume)
     cfg = None
     if resume is None:
         cfg = _config_or_fail(config=config, dataset=dataset, data=data, size=size,
@@ -362,8 +388,8 @@ def search(
                               class_weights=class_weights)
         if tensorboard:
             _enable_tensorboard(cfg)
-    summary = _execute(cfg, ("search",), out=out, resume=resume,
-                       budget=budget)
+    summary = _execute(cfg, ("search",), out=out, resume=resume, budget=budget,
+                       device=device if given(ctx, "device") else None)
     print_summary(summary)
 
 
