@@ -23,7 +23,13 @@ from autonas.training.losses import (
     make_loss,
     resolve_class_weights,
 )
-from autonas.training.metrics import auc_roc, classification_metrics, objective_value
+from autonas.training.metrics import (
+    auc_roc,
+    classification_metrics,
+    decides,
+    epoch_score,
+    objective_value,
+)
 from autonas.training.trainer import TrainConfig, cosine_lr, fit
 
 CPU = torch.device("cpu")
@@ -239,6 +245,17 @@ def test_objective_value_orientation() -> None:
         objective_value(m, "f1")
 
 
+def test_epochs_that_decide_rank_first() -> None:
+    one_class = {"auc": 0.9, "loss": 0.3, "confusion_matrix": [[0, 21], [0, 57]]}
+    deciding = {"auc": 0.8, "loss": 0.5, "confusion_matrix": [[10, 11], [4, 53]]}
+    assert not decides(one_class) and decides(deciding)
+    assert epoch_score(deciding, "auc") > epoch_score(one_class, "auc")
+    assert epoch_score(deciding, "loss") > epoch_score(one_class, "loss")
+    # a split holding one class: predicting that class is right, not degenerate
+    assert decides({"confusion_matrix": [[0, 0], [0, 9]]})
+    assert decides({"confusion_matrix": [[3, 0, 1], [0, 0, 0], [2, 0, 4]]})
+
+
 def test_train_config_validation() -> None:
     with pytest.raises(ConfigError):
         TrainConfig(objective="f1")
@@ -313,7 +330,7 @@ def test_fit_best_epoch_has_best_val_auc(fitted) -> None:
     _, _, result = fitted
 
     def key(r):
-        return (r["val"]["auc"], -r["val"]["loss"])
+        return (decides(r["val"]), r["val"]["auc"], -r["val"]["loss"])
 
     best = max(range(len(result.history)), key=lambda i: key(result.history[i]))
     assert result.best_epoch == best
@@ -327,17 +344,19 @@ def test_fit_best_epoch_has_best_val_auc(fitted) -> None:
 
 
 def test_fit_selects_epoch_by_auc_then_loss(square_data, monkeypatch) -> None:
-    """Scripted validation metrics: the best AUC wins, ties go to the lower loss, and the
-    returned weights are the ones of that epoch (not the last)."""
+    """Scripted validation metrics: the best AUC wins, ties go to the lower loss, an epoch
+    that puts every image in one class loses to any that decides, and the returned weights
+    are the ones of the selected epoch (not the last)."""
     import autonas.training.trainer as trainer
 
-    aucs = iter([0.6, 0.9, 0.7, 0.9, 0.8])
+    aucs = iter([0.6, 0.9, 0.7, 0.9, 0.95])
     losses = iter([0.5, 0.4, 0.3, 0.35, 0.2])
+    matrices = iter([[[5, 5], [5, 5]]] * 4 + [[[0, 10], [0, 10]]])  # the last: all class 1
     real = trainer.classification_metrics
 
     def scripted(*args, **kwargs):
         m = real(*args, **kwargs)
-        m["auc"], m["loss"] = next(aucs), next(losses)
+        m["auc"], m["loss"], m["confusion_matrix"] = next(aucs), next(losses), next(matrices)
         return m
 
     monkeypatch.setattr(trainer, "classification_metrics", scripted)

@@ -21,9 +21,9 @@ from ..errors import ConfigError
 from ..run import RunDir, jsonable
 
 INTERRUPTED = "interrupted"
+"""The error recorded for a trial a kill or Ctrl-C stopped; it does not count as tried."""
 REPEAT_OF = "repeat_of"
 """User attribute of a sampler's repeat proposal, told the earlier trial's result."""
-"""The error recorded for a trial a kill or Ctrl-C stopped; it does not count as tried."""
 
 # Per metric: whether larger is better. Validation metrics come from the trial's best
 # epoch; the costs come from profiling the built network.

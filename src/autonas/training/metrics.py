@@ -78,3 +78,22 @@ def objective_value(metrics: dict, objective: str) -> float:
         # AUC is undefined on a one-class split: fall back to accuracy rather than stall.
         value = metrics["accuracy"] if objective == "auc" else float("nan")
     return -value if OBJECTIVES[objective] == "min" else value
+
+
+def decides(metrics: dict) -> bool:
+    """Whether the predictions use more than one class (or the split holds only one).
+
+    Early in training a network often puts every image in the majority class while its
+    scores already rank well: a good AUC, and a classifier no user wants. Epoch selection
+    prefers epochs that decide.
+    """
+    cm = metrics["confusion_matrix"]
+    predicted = sum(1 for j in range(len(cm)) if any(row[j] for row in cm))
+    present = sum(1 for row in cm if any(row))
+    return predicted > 1 or present <= 1
+
+
+def epoch_score(metrics: dict, objective: str) -> tuple[float, float, float]:
+    """How epochs are ranked for selection, larger is better: deciding epochs first, then
+    the objective, then the lower validation loss."""
+    return (float(decides(metrics)), objective_value(metrics, objective), -metrics["loss"])

@@ -19,7 +19,7 @@ from ..ui import PhaseProgress
 from .budget import Deadline, StepTimer
 from .loop import predict_proba, train_epoch
 from .losses import make_loss, resolve_class_weights
-from .metrics import OBJECTIVES, classification_metrics, objective_value
+from .metrics import OBJECTIVES, classification_metrics, epoch_score
 
 
 @dataclass
@@ -119,7 +119,7 @@ def fit(model: nn.Module, data: ImageData, cfg: TrainConfig, *, deadline: Deadli
         normalizer: Normalizer | None = None, resume: bool = False,
         report: Any = None, progress: bool = True) -> FitResult:
     """Train ``model`` on ``data.train``, select the epoch with the best validation
-    objective, stop before ``deadline``.
+    objective (``epoch_score``), stop before ``deadline``.
 
     With ``run``, the state after every epoch goes to ``{prefix}/state.pt`` and the history
     to ``{prefix}/history.jsonl``; ``resume`` continues from there. ``report(epoch, metrics)``
@@ -146,7 +146,7 @@ def fit(model: nn.Module, data: ImageData, cfg: TrainConfig, *, deadline: Deadli
     steps_per_epoch = len(loader)
     planned = cfg.epochs or cfg.max_epochs
     history: list[dict[str, Any]] = []
-    best: tuple[float, float] = (-math.inf, -math.inf)
+    best: tuple[float, ...] = (-math.inf, -math.inf, -math.inf)
     best_metrics: dict[str, Any] = {}
     best_epoch = -1
     best_state: dict[str, torch.Tensor] | None = None
@@ -217,7 +217,7 @@ def fit(model: nn.Module, data: ImageData, cfg: TrainConfig, *, deadline: Deadli
                 bar.update(total=planned * steps_per_epoch)
                 progress_log.info("%s: %.1f s per epoch, planning %d epochs in the budget",
                           prefix, per_epoch, planned)
-            score = (objective_value(val, cfg.objective), -val["loss"])
+            score = epoch_score(val, cfg.objective)
             improved = score > best
             if improved:
                 best, best_metrics, best_epoch = score, val, epoch
