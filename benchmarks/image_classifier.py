@@ -14,6 +14,8 @@ BreastMNIST).
     python benchmarks/image_classifier.py                      # both, ~20 minutes on 2 CPUs
     python benchmarks/image_classifier.py --dataset breastmnist
     python benchmarks/image_classifier.py --smoke              # seconds: checks the script only
+    python benchmarks/image_classifier.py --epochs none --time-limit 120   # not the seed's:
+        # the retrain trains as many epochs as the limit allows
 """
 
 from __future__ import annotations
@@ -50,7 +52,8 @@ def load(name: str, pneumonia: Path) -> dict[str, np.ndarray]:
                 for s in ("train", "val", "test") for k in ("x", "y")}
 
 
-def run_one(name: str, pneumonia: Path, smoke: bool) -> dict:
+def run_one(name: str, pneumonia: Path, smoke: bool, epochs: int | None = 10,
+            time_limit: float | None = None) -> dict:
     from autonas import ImageClassifier
 
     d = load(name, pneumonia)
@@ -67,8 +70,9 @@ def run_one(name: str, pneumonia: Path, smoke: bool) -> dict:
                               search_options={"trial_epochs": 1})
         clf.fit(x_train, y_train, validation_data=(x_val, y_val), epochs=1)
     else:
-        clf = ImageClassifier(overwrite=True, max_trials=5)
-        clf.fit(x_train, y_train, validation_data=(x_val, y_val), epochs=10)
+        limit = {} if time_limit is None else {"time_limit": time_limit}
+        clf = ImageClassifier(overwrite=True, max_trials=5, **limit)
+        clf.fit(x_train, y_train, validation_data=(x_val, y_val), epochs=epochs)
     fit_seconds = time.monotonic() - start
     metrics = clf.evaluate(x_test, y_test)
     return {
@@ -78,7 +82,9 @@ def run_one(name: str, pneumonia: Path, smoke: bool) -> dict:
         "test_images": len(y_test),
         "fit_seconds": round(fit_seconds, 1),
         "wall_seconds": round(time.monotonic() - start, 1),
-        "time_limit_seconds": 600 if not smoke else 20,
+        "time_limit_seconds": 20 if smoke else time_limit or 600,
+        "epochs": 1 if smoke else epochs,
+        "retrain_epochs": clf.model_meta_.get("epochs"),
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
         "test_accuracy": metrics["accuracy"],
         "test_auc": metrics["auc"],
@@ -99,13 +105,21 @@ def main() -> None:
     p.add_argument("--pneumonia", type=Path, default=DEFAULT_PNEUMONIA,
                    help="PneumoniaMNIST npz (MedMNIST layout)")
     p.add_argument("--smoke", action="store_true", help="tiny data and limits: seconds")
+    p.add_argument("--epochs", default="10", help="fit's epochs (the seed: 10), or none")
+    p.add_argument("--time-limit", type=float, default=None,
+                   help="ImageClassifier's time_limit in seconds (default: its own, 600)")
     args = p.parse_args()
+    epochs = None if args.epochs.lower() == "none" else int(args.epochs)
     if args.dataset != "both":
-        print(json.dumps(run_one(args.dataset, args.pneumonia, args.smoke), indent=1))
+        print(json.dumps(run_one(args.dataset, args.pneumonia, args.smoke, epochs,
+                                 args.time_limit), indent=1))
         return
     results = []
     for name in ("breastmnist", "pneumoniamnist"):
-        cmd = [sys.executable, __file__, "--dataset", name, "--pneumonia", str(args.pneumonia)]
+        cmd = [sys.executable, __file__, "--dataset", name, "--pneumonia", str(args.pneumonia),
+               "--epochs", args.epochs]
+        if args.time_limit is not None:
+            cmd += ["--time-limit", str(args.time_limit)]
         if args.smoke:
             cmd.append("--smoke")
         out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
