@@ -25,9 +25,9 @@ import sys
 import time
 from pathlib import Path
 
+from common import PNEUMONIA, data_args
+
 STRATEGIES = ["darts", "darts2", "pc-darts", "p-darts", "darts-minus", "gdas", "enas", "spos"]
-PNEUMONIA = (Path(__file__).resolve().parents[2] / "shared" / "data" / "medmnist"
-             / "pneumoniamnist.recombined.npz")
 DATASETS = ["breastmnist", str(PNEUMONIA)]
 SKIPS = {"skip_connect", "identity"}
 
@@ -55,13 +55,6 @@ def child(rss_file: str, argv: list[str]) -> None:
     sys.exit(code)
 
 
-def dataset_args(dataset: str) -> list[str]:
-    """A MedMNIST flag, PneumoniaMNIST's local file by name, or a path to an .npz file."""
-    if dataset == "pneumoniamnist" and PNEUMONIA.is_file():
-        return ["--data", str(PNEUMONIA)]
-    return ["--data", dataset] if dataset.endswith(".npz") else ["--dataset", dataset]
-
-
 def imports_rss_mb(runs: Path) -> float:
     """Peak RSS of a process that only loads the CLI (``autonas strategies``)."""
     rss_file = runs / "imports.rss.json"
@@ -74,7 +67,7 @@ def run_one(strategy: str, dataset: str, seed: int, args: argparse.Namespace) ->
     name = f"{Path(dataset).stem.split('.')[0]}-{strategy}-s{seed}"
     out = Path(args.runs) / name
     rss_file = Path(args.runs) / f"{name}.rss.json"
-    cli = ["run", *dataset_args(dataset), "--strategy", strategy, "--budget", args.budget,
+    cli = ["run", *data_args(dataset), "--strategy", strategy, "--budget", args.budget,
            "--seed", str(seed), "--device", args.device, "--out", str(out)]
     for item in args.set or []:
         cli += ["--set", item]

@@ -29,10 +29,9 @@ import time
 from pathlib import Path
 
 import numpy as np
+from common import PNEUMONIA
 
 AUTOKERAS_SEED_ACCURACY = {"pneumoniamnist": 0.625, "breastmnist": 0.788}
-DEFAULT_PNEUMONIA = Path(__file__).resolve().parents[2] / "shared" / "data" / "medmnist" / \
-    "pneumoniamnist.recombined.npz"
 
 
 def load(name: str, pneumonia: Path) -> dict[str, np.ndarray]:
@@ -102,7 +101,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--dataset", choices=["breastmnist", "pneumoniamnist", "both"],
                    default="both")
-    p.add_argument("--pneumonia", type=Path, default=DEFAULT_PNEUMONIA,
+    p.add_argument("--pneumonia", type=Path, default=PNEUMONIA,
                    help="PneumoniaMNIST npz (MedMNIST layout)")
     p.add_argument("--smoke", action="store_true", help="tiny data and limits: seconds")
     p.add_argument("--epochs", default="10", help="fit's epochs (the seed: 10), or none")

@@ -20,8 +20,9 @@ import sys
 import time
 from pathlib import Path
 
+from common import AUTONAS, data_args
+
 ROOT = Path(__file__).resolve().parents[1]
-PNEUMONIA = ROOT.parent / "shared" / "data" / "medmnist" / "pneumoniamnist.recombined.npz"
 # Seed 000 (NNI DARTS on the same space): test accuracy / AUC.
 NNI = {"pneumoniamnist": {"accuracy": 0.851, "auc": 0.934},
        "breastmnist": {"accuracy": 0.801, "auc": 0.828}}
@@ -30,17 +31,8 @@ SMOKE = ["--set", "search.trial_epochs=1", "--set", "search.data_fraction=0.2",
          "--set", "train.epochs=1"]
 
 
-def data_args(dataset: str) -> list[str]:
-    """A MedMNIST flag, a known name with a local file, or a path to an .npz file."""
-    if dataset == "pneumoniamnist" and PNEUMONIA.is_file():
-        return ["--data", str(PNEUMONIA)]
-    if dataset.endswith(".npz"):
-        return ["--data", dataset]
-    return ["--dataset", dataset]
-
-
 def run_one(dataset: str, strategy: str, args: argparse.Namespace, out: Path) -> dict:
-    cmd = [sys.executable, "-m", "autonas.cli", "run", *data_args(dataset), "--space",
+    cmd = [*AUTONAS, "run", *data_args(dataset), "--space",
            args.space, "--strategy", strategy, "--budget", args.budget, "--seed",
            str(args.seed), "--device", args.device, "--out", str(out)]
     if strategy not in ONE_SHOT and args.max_trials is not None:

@@ -22,9 +22,9 @@ import sys
 import tempfile
 from pathlib import Path
 
+from common import AUTONAS
+
 HERE = Path(__file__).resolve().parent
-# The CLI of the interpreter running the benchmark, whether or not its venv is on PATH.
-AUTONAS = [sys.executable, "-m", "autonas.cli"]
 
 
 def timed(cmd: list[str]) -> tuple[str, float]:

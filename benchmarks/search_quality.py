@@ -25,16 +25,15 @@ import random
 import shutil
 import statistics
 import subprocess
-import sys
 import tempfile
 from pathlib import Path
+
+from common import AUTONAS
 
 from autonas.spaces.darts import DartsSpace
 from autonas.spaces.genotype import Genotype
 
 THREADS: dict[str, str] = {}
-# The CLI of the interpreter running the benchmark, whether or not its venv is on PATH.
-AUTONAS = [sys.executable, "-m", "autonas.cli"]
 
 
 def sh(*cmd: str) -> None:

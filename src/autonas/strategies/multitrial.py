@@ -352,9 +352,9 @@ class MultiTrialStrategy(Strategy):
         if (self.dedup and self.categorical and not self.finite
                 and len(tried) >= space_size(self.choices)):
             return f"exhausted: all {len(tried)} architectures of the space were trained"
+        number = len(study.get_trials(deepcopy=False))  # a redraw adds no trial
         for attempt in range(self.max_collisions if self.dedup else 1):
             if proposals is not None:
-                number = len(study.get_trials(deepcopy=False))
                 stream = f"{seed}:{number}" + (f":{attempt}" if attempt else "")
                 arch = self.propose(random.Random(stream), rows)
                 if arch is None:
