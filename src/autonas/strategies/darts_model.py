@@ -14,8 +14,13 @@ softmaxed architecture weights of every label at each forward:
 - kernel-size choices of ``MutableConv2d`` (``padding='same'``): the weighted sum over
   kernel sizes of the convolution with the centre ``k x k`` of the largest kernel,
   computed as one convolution with the kernel masked by the weighted centre masks.
-- ``InputChoice``: the weighted sum of all inputs; the ``n_chosen`` inputs with the
-  largest weights are exported.
+- ``InputChoice``: the weighted sum of all inputs (``sum`` and ``mean`` reductions); the
+  ``n_chosen`` inputs with the largest weights are exported. ``concat`` and ``none`` give
+  outputs whose shape depends on the choice: DARTS refuses them with a message, the
+  single-path strategies (``gdas``, ``enas``, ``spos``, ``proxyless``) run them as they are.
+- derived values (``choice * 2``, ``kernel // 2``, ``choice.map(fn)``) of one choice
+  driving a width or kernel size: mixed over that choice's weights, each value computed
+  from the choice's; a width derived from two or more choices gets a clear error.
 - ``Repeat``: the weighted sum of the outputs after each allowed depth.
 - anything else with value choices (``Parametrized``: activation names, rates): a
   LayerChoice over its instantiated variants; a variant's weight is the product of its
@@ -24,6 +29,10 @@ softmaxed architecture weights of every label at each forward:
 A label shared by several modules has one weight vector. Labels no relaxed module reads
 (e.g. a width used only on the input side) get no architecture parameter and export
 their first value. The argmax of every label is the exported architecture.
+
+The same supernet runs single paths (``forward(x, weights, active)``): ``active`` names
+the value indices each label computes (one-hot or sampled weights), so a sampled path
+computes only its own candidates; ``strategies/model_oneshot.py`` builds on this.
 """
 
 from __future__ import annotations
@@ -53,7 +62,7 @@ from ..spaces.model_space import (
     Repeat,
     dry_run,
 )
-from ..spaces.mutables import Choice, replace_mutables
+from ..spaces.mutables import Choice, ValueExpr, reduce_inputs, replace_mutables
 from ..training.device import to_channels_last
 from ..training.losses import make_loss
 from . import register_strategy
@@ -64,18 +73,32 @@ from .oneshot import normalized_entropy
 Weights = dict[str, torch.Tensor]
 
 
-class WeightSlot:
-    """Holds the architecture weights for the duration of one supernet forward, so the
-    user's own ``forward`` runs unchanged and every relaxed module reads its label."""
+Active = dict[str, list[int]]
+"""Per label, the indices of the values a single path computes (None: all of them)."""
 
-    def __init__(self) -> None:
+
+class WeightSlot:
+    """Holds the architecture weights (and the active values of a single path) for the
+    duration of one supernet forward, so the user's own ``forward`` runs unchanged and
+    every relaxed module reads its label."""
+
+    def __init__(self, soft: bool = True) -> None:
         self.weights: Weights | None = None
+        self.active: Active | None = None
         self.read: set[str] = set()
+        self.soft = soft
+        """True when every value of a label is mixed (DARTS); False: single paths only."""
 
     def get(self, label: str) -> torch.Tensor:
         if self.weights is None:
             raise RuntimeError("a relaxed module ran outside ModelSupernet.forward(x, weights)")
         return self.weights[label]
+
+    def indices(self, label: str, n: int) -> list[int]:
+        """The value indices of ``label`` to compute: the path's, or all ``n``."""
+        if self.active is not None and label in self.active:
+            return list(self.active[label])
+        return list(range(n))
 
 
 # ----------------------------------------------------------------------------- relaxations
@@ -91,13 +114,14 @@ class MixedLayer(nn.Module):
 
     def forward(self, *args: Any, **kwargs: Any) -> torch.Tensor:
         w = self.slot.get(self.label)
-        outputs = [c(*args, **kwargs) for c in self.candidates]
+        picked = self.slot.indices(self.label, len(self.candidates))
+        outputs = [self.candidates[i](*args, **kwargs) for i in picked]
         shapes = {tuple(o.shape) for o in outputs}
         if len(shapes) > 1:
-            raise ConfigError(f"DARTS mixes the candidates of {self.label!r}, but their outputs "
-                              f"differ in shape: {sorted(shapes)}; make every candidate give "
-                              "the same output shape")
-        return sum(w[i] * o for i, o in enumerate(outputs))
+            raise ConfigError(f"the one-shot supernet mixes the candidates of {self.label!r}, "
+                              f"but their outputs differ in shape: {sorted(shapes)}; make "
+                              "every candidate give the same output shape")
+        return sum(w[i] * o for i, o in zip(picked, outputs))
 
 
 class MixedVariants(nn.Module):
@@ -115,8 +139,11 @@ class MixedVariants(nn.Module):
 
     def forward(self, *args: Any, **kwargs: Any) -> torch.Tensor:
         ws = [self.slot.get(label) for label in self.labels]
+        allowed = [set(self.slot.indices(label, len(w))) for label, w in zip(self.labels, ws)]
         out = None
         for variant, idx in zip(self.variants, self.index):
+            if any(i not in a for i, a in zip(idx, allowed)):
+                continue  # not on the path: not computed
             weight = math.prod(w[i] for w, i in zip(ws, idx))
             y = weight * variant(*args, **kwargs)
             out = y if out is None else out + y
@@ -124,16 +151,33 @@ class MixedVariants(nn.Module):
 
 
 class MixedInputs(nn.Module):
-    def __init__(self, n_candidates: int, label: str, slot: WeightSlot) -> None:
-        super().__init__()
-        self.n_candidates = n_candidates
-        self.label = label
-        self.slot = slot
-        slot.read.add(label)
+    """An InputChoice relaxed: the weighted sum of every input (``sum``/``mean``), or on a
+    single path its chosen inputs, each scaled by its (straight-through) weight, reduced
+    as the InputChoice says."""
 
-    def forward(self, inputs: list[torch.Tensor]) -> torch.Tensor:
+    def __init__(self, m: InputChoice, slot: WeightSlot) -> None:
+        super().__init__()
+        self.n_candidates = m.n_candidates
+        self.n_chosen = m.n_chosen
+        self.reduction = m.reduction
+        self.label = m.label
+        self.slot = slot
+        slot.read.add(m.label)
+        if slot.soft and m.reduction in ("concat", "none") and m.n_chosen < m.n_candidates:
+            raise ConfigError(
+                f"DARTS cannot relax InputChoice {m.label!r} with reduction={m.reduction!r}: "
+                f"the output's shape depends on which {m.n_chosen} of {m.n_candidates} inputs "
+                "are chosen, so they cannot be mixed. Use reduction 'sum' or 'mean', or a "
+                "single-path strategy (gdas, enas, spos, proxyless) or a multi-trial one.")
+
+    def forward(self, inputs: list[torch.Tensor]) -> Any:
         w = self.slot.get(self.label)
-        return sum(w[i] * x for i, x in enumerate(inputs))
+        if self.slot.active is None or self.label not in self.slot.active:
+            if self.reduction in ("concat", "none"):  # every input is chosen
+                return reduce_inputs([w[i] * x for i, x in enumerate(inputs)], self.reduction)
+            return sum(w[i] * x for i, x in enumerate(inputs))
+        picked = sorted(self.slot.active[self.label])
+        return reduce_inputs([w[i] * inputs[i] for i in picked], self.reduction)
 
 
 class MixedRepeat(nn.Module):
@@ -148,10 +192,12 @@ class MixedRepeat(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         w = self.slot.get(self.label)
-        out = w[self.depths.index(0)] * x if 0 in self.depths else None
-        for d, block in enumerate(self.blocks, start=1):
+        picked = set(self.slot.indices(self.label, len(self.depths)))
+        wanted = {self.depths[i] for i in picked}
+        out = w[self.depths.index(0)] * x if 0 in wanted else None
+        for d, block in enumerate(self.blocks[: max(wanted)], start=1):
             x = block(x)
-            if d in self.depths:
+            if d in wanted:
                 y = w[self.depths.index(d)] * x
                 out = y if out is None else out + y
         return out
@@ -179,10 +225,11 @@ class SlicedLinear(nn.Module):
         self.weight = nn.Parameter(m.weight.detach().clone())
         self.bias = None if m.bias is None else nn.Parameter(m.bias.detach().clone())
         self.slot = slot
-        self.in_mutable = isinstance(m.in_features, Choice)
-        self.out_label = _mixed_label(m.out_features, slot)
-        if self.out_label is not None:
-            self.register_buffer("steps", width_steps(m.out_features.values, m.weight.shape[0]),
+        self.in_mutable = isinstance(m.in_features, ValueExpr)
+        mixed = _mixed(m.out_features, slot, "MutableLinear width")
+        self.out_label = None if mixed is None else mixed[0]
+        if mixed is not None:
+            self.register_buffer("steps", width_steps(mixed[1], m.weight.shape[0]),
                                  persistent=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -201,16 +248,24 @@ class SlicedConv2d(nn.Module):
         self.weight = nn.Parameter(m.weight.detach().clone())
         self.bias = None if m.bias is None else nn.Parameter(m.bias.detach().clone())
         self.stride, self.dilation, self.groups = m.stride, m.dilation, m.groups
-        self.padding = m.pad_for(m.max_kernel)
+        self.padding = _padding_for_largest_kernel(m)
         self.slot = slot
-        self.in_mutable = isinstance(m.in_channels, Choice)
-        self.out_label = _mixed_label(m.out_channels, slot)
-        self.kernel_label = _mixed_label(m.kernel_size, slot)
-        if self.out_label is not None:
-            self.register_buffer("steps", width_steps(m.out_channels.values, m.weight.shape[0]),
+        self.in_mutable = isinstance(m.in_channels, ValueExpr)
+        out = _mixed(m.out_channels, slot, "MutableConv2d width")
+        kernel = _mixed(m.kernel_size, slot, "MutableConv2d kernel size")
+        self.out_label = None if out is None else out[0]
+        self.kernel_label = None if kernel is None else kernel[0]
+        if out is not None:
+            self.register_buffer("steps", width_steps(out[1], m.weight.shape[0]),
                                  persistent=False)
-        if self.kernel_label is not None:
-            self.register_buffer("kmasks", kernel_masks(m.kernel_size.values, m.max_kernel),
+        if kernel is not None:
+            odd = [k for k in kernel[1] if (m.max_kernel - k) % 2]
+            if odd:
+                raise ConfigError(
+                    f"kernel sizes {kernel[1]} of {m.kernel_size!r} cannot share the centre of "
+                    f"the {m.max_kernel}x{m.max_kernel} kernel ({odd} differ from it by an "
+                    "odd number); use all odd or all even kernel sizes")
+            self.register_buffer("kmasks", kernel_masks(kernel[1], m.max_kernel),
                                  persistent=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -224,11 +279,32 @@ class SlicedConv2d(nn.Module):
         return y
 
 
-def _mixed_label(value: int | Choice, slot: WeightSlot) -> str | None:
-    if isinstance(value, Choice):
-        slot.read.add(value.label)
-        return value.label
-    return None
+def _padding_for_largest_kernel(m: MutableConv2d) -> int:
+    """The padding that gives the largest kernel the output size every kernel gives
+    (MutableConv2d checked at construction that the size is the same for all)."""
+    k0 = m.kernel_size.evaluate(None) if isinstance(m.kernel_size, ValueExpr) else m.kernel_size
+    growth = 2 * m.pad_for(k0, None) - m.dilation * (k0 - 1)
+    twice = growth + m.dilation * (m.max_kernel - 1)
+    if twice % 2:
+        raise ConfigError(f"MutableConv2d {m.kernel_size!r}: no padding gives the "
+                          f"{m.max_kernel}x{m.max_kernel} kernel the output size of the "
+                          "others; use odd kernel sizes")
+    return twice // 2
+
+
+def _mixed(value: Any, slot: WeightSlot, what: str) -> tuple[str, list[Any]] | None:
+    """(label, value per choice value) of a choice or a value derived from one choice."""
+    if not isinstance(value, ValueExpr):
+        return None
+    sources = value.sources()
+    if len(sources) != 1:
+        raise ConfigError(
+            f"the one-shot supernet mixes a {what} over one choice's weights, but {value!r} "
+            f"depends on {[c.label for c in sources]}; derive it from a single choice, or use "
+            "a multi-trial strategy")
+    source = sources[0]
+    slot.read.add(source.label)
+    return source.label, [value.evaluate_with(lambda _c, v=v: v) for v in source.values]
 
 
 def relax(module: nn.Module, slot: WeightSlot) -> nn.Module:
@@ -240,7 +316,7 @@ def _relax_one(m: Mutable, slot: WeightSlot) -> nn.Module:
     if isinstance(m, LayerChoice):
         return MixedLayer([relax(c, slot) for c in m.candidates.values()], m.label, slot)
     if isinstance(m, InputChoice):
-        return MixedInputs(m.n_candidates, m.label, slot)
+        return MixedInputs(m, slot)
     if isinstance(m, Repeat):
         blocks = [relax(b, slot) for b in m.blocks]
         if isinstance(m.depth, Choice):
@@ -259,23 +335,30 @@ def _relax_one(m: Mutable, slot: WeightSlot) -> nn.Module:
 
 
 class ModelSupernet(nn.Module):
-    """The relaxed space: ``forward(x, weights)`` with ``weights`` label -> softmax."""
+    """The relaxed space: ``forward(x, weights)`` with ``weights`` label -> softmax, or
+    ``forward(x, weights, active)`` for a single path. ``soft=False`` builds a supernet
+    that only ever runs single paths (which allows InputChoice concat/none)."""
 
-    def __init__(self, space: ModelSpace) -> None:
+    def __init__(self, space: ModelSpace, soft: bool = True) -> None:
         super().__init__()
         self.decisions = space.decisions()
-        self.slot = WeightSlot()
+        self.slot = WeightSlot(soft)
         self.body = relax(space, self.slot)
         use_batch_statistics(self.body)
         self.relaxed = [d for d in self.decisions if d.label in self.slot.read]
         """Decisions the supernet's output depends on (those that get alphas)."""
 
-    def forward(self, x: torch.Tensor, weights: Weights) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, weights: Weights,
+                active: Active | None = None) -> torch.Tensor:
+        if active is None and not self.slot.soft:
+            raise RuntimeError("this supernet runs single paths: pass active")
         self.slot.weights = weights
+        self.slot.active = active
         try:
             return self.body(x)
         finally:
             self.slot.weights = None
+            self.slot.active = None
 
 
 class ModelArchParams(nn.Module):
