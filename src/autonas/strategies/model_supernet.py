@@ -170,6 +170,13 @@ class MixedInputs(nn.Module):
                 return reduce_inputs([w[i] * x for i, x in enumerate(inputs)], self.reduction)
             return sum(w[i] * x for i, x in enumerate(inputs))
         picked = sorted(self.slot.active[self.label])
+        if self.reduction in ("sum", "mean"):
+            # inputs computed but gated off (weight 0, e.g. ProxylessNAS' second draw)
+            # add nothing yet still get a gradient for their gate
+            out = sum(w[i] * inputs[i] for i in picked)
+            return out / self.n_chosen if self.reduction == "mean" else out
+        if len(picked) > self.n_chosen:  # concat/none: the shape allows the chosen only
+            picked = [i for i in picked if float(w[i].detach()) != 0.0]
         return reduce_inputs([w[i] * inputs[i] for i in picked], self.reduction)
 
 
