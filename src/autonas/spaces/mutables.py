@@ -411,6 +411,9 @@ class ChosenInputs(nn.Module):
     def forward(self, inputs: Sequence[torch.Tensor]) -> Any:
         return reduce_inputs([inputs[i] for i in self.indices], self.reduction)
 
+    def current_indices(self) -> list[int]:
+        return list(self.indices)
+
     def extra_repr(self) -> str:
         return f"indices={self.indices}, reduction={self.reduction!r}"
 
@@ -449,6 +452,10 @@ class InputChoice(Mutable):
         if len(inputs) != self.n_candidates:
             raise ValueError(f"InputChoice {self.label!r} expects {self.n_candidates} inputs, "
                              f"got {len(inputs)}")
+
+    def current_indices(self) -> list[int]:
+        """The inputs the unfrozen module reads: the default, the first ``n_chosen``."""
+        return list(range(self.n_chosen))
 
     def forward(self, inputs: Sequence[torch.Tensor]) -> Any:
         self.check_inputs(inputs)

@@ -163,6 +163,17 @@ class MixedInputs(nn.Module):
                 "are chosen, so they cannot be mixed. Use reduction 'sum' or 'mean', or a "
                 "single-path strategy (gdas, enas, spos, proxyless) or a multi-trial one.")
 
+    def current_indices(self) -> list[int] | None:
+        """The inputs a single path reads (gated-off extra draws excluded); None when every
+        input is mixed."""
+        if self.slot.active is None or self.label not in self.slot.active:
+            return None
+        picked = sorted(self.slot.active[self.label])
+        if len(picked) > self.n_chosen:
+            w = self.slot.get(self.label)
+            picked = [i for i in picked if float(w[i].detach()) != 0.0]
+        return picked
+
     def forward(self, inputs: list[torch.Tensor]) -> Any:
         w = self.slot.get(self.label)
         if self.slot.active is None or self.label not in self.slot.active:
@@ -176,7 +187,7 @@ class MixedInputs(nn.Module):
             out = sum(w[i] * inputs[i] for i in picked)
             return out / self.n_chosen if self.reduction == "mean" else out
         if len(picked) > self.n_chosen:  # concat/none: the shape allows the chosen only
-            picked = [i for i in picked if float(w[i].detach()) != 0.0]
+            picked = self.current_indices() or picked
         return reduce_inputs([w[i] * inputs[i] for i in picked], self.reduction)
 
 
