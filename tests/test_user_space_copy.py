@@ -72,6 +72,10 @@ def test_deleting_or_editing_the_file_does_not_break_the_saved_model(trained, tm
     assert len(rows) == 2 and all(r[1] in names for r in rows)
     assert all(np.isclose(r[2].sum(), 1.0, atol=1e-5) for r in rows)
     assert meta["arch"]["op"] in {"noise", "const", "signal"}
+    # resuming the finished run rebuilds its space from the copy too
+    resumed = CliRunner().invoke(app, ["run", "--resume", str(out)], env=ENV)
+    assert resumed.exit_code == 0, resumed.output
+    assert "does not exist" not in resumed.output
 
 
 def test_missing_copy_is_a_clear_error(trained, tmp_path):
