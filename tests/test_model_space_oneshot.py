@@ -204,3 +204,28 @@ def test_cell_space_names_keep_their_cell_implementations() -> None:
     assert type(make_strategy("spos", cells)) is Spos
     with pytest.raises(Exception, match="proxyless"):
         make_strategy("proxyless", cells)
+
+
+@pytest.mark.parametrize(("name", "cls"), [("proxyless", Proxyless), ("enas", ModelSpaceEnas)])
+def test_resumed_search_matches_an_uninterrupted_one(name, cls, squares, tmp_path,  # noqa: F811
+                                                     monkeypatch):
+    options = {**FAST, "epochs": 4, "warmup_epochs": 1}
+    torch.manual_seed(0)
+    whole, _, full = search(name, OneSolvableSpace(), squares, tmp_path / "whole", **options)
+
+    monkeypatch.setattr(cls, "extra_stop",
+                        lambda self, history: "test stop" if len(history) == 2 else None)
+    torch.manual_seed(0)
+    strategy = make_strategy(name, OneSolvableSpace(), **options)
+    run = RunDir.create(tmp_path / "cut", name="cut")
+    ctx = SearchContext(data=squares, space=OneSolvableSpace(), run=run,
+                        deadline=Deadline(None), device=CPU, seed=0)
+    assert strategy.search(ctx).epochs == 2
+    monkeypatch.undo()
+    resumed = make_strategy(name, OneSolvableSpace(), **options)
+    ctx.resume = True
+    result = resumed.search(ctx)
+    assert result.epochs == 4
+    for a, b in zip(resumed.arch.parameters(), whole.arch.parameters()):
+        torch.testing.assert_close(a, b)
+    assert [r["weights"] for r in result.history] == [r["weights"] for r in full.history]
