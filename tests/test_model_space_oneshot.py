@@ -32,7 +32,7 @@ from autonas.strategies.model_oneshot import (
     uniform_path,
 )
 from autonas.strategies.model_supernet import ModelSupernet
-from autonas.strategies.proxyless import Proxyless, proxyless_alpha_grad
+from autonas.strategies.proxyless import CellProxyless, Proxyless, proxyless_alpha_grad
 from autonas.strategies.spos_model import ModelSpaceSpos
 from autonas.training.budget import Deadline
 from test_model_space_darts import OneSolvableSpace, squares  # noqa: F401 (fixture)
@@ -202,8 +202,45 @@ def test_cell_space_names_keep_their_cell_implementations() -> None:
     assert type(make_strategy("gdas", cells)) is Gdas
     assert type(make_strategy("enas", cells)) is Enas
     assert type(make_strategy("spos", cells)) is Spos
-    with pytest.raises(Exception, match="proxyless"):
-        make_strategy("proxyless", cells)
+    assert type(make_strategy("proxyless", cells)) is CellProxyless
+    assert type(make_strategy("proxyless", OneSolvableSpace())) is Proxyless
+
+
+def test_proxyless_on_the_cell_space_moves_only_drawn_ops(tmp_path) -> None:
+    from autonas.data import from_arrays
+    from autonas.spaces.darts import DartsSpace
+    from test_model_space_darts import square_split
+
+    space = DartsSpace(nodes=2)
+    torch.manual_seed(0)
+    s = make_strategy("proxyless", space, channels=4, layers=2, batch_size=8)
+    s.setup_model(space, 1, 2, 12, CPU)
+    x = torch.randn(8, 1, 12, 12).contiguous(memory_format=torch.channels_last)
+    y = torch.arange(8) % 2
+    for alpha in s.arch.alphas.values():  # distinct logits make the shift visible
+        alpha.data = torch.randn_like(alpha)
+    before = {k: torch.softmax(a.detach(), -1) for k, a in s.arch.alphas.items()}
+    torch.manual_seed(3)
+    s.arch_step(x, y, x, y)
+    moved = 0
+    for kind, alpha in s.arch.alphas.items():
+        after = torch.softmax(alpha.detach(), -1)
+        changed = (after - before[kind]).abs() > 1e-7
+        assert (changed.sum(-1) <= len(space.ops)).all()
+        # the probabilities of each edge's undrawn ops are kept: the drawn pair keeps its mass
+        for e in range(after.shape[0]):
+            drawn = torch.nonzero(changed[e]).flatten()
+            if len(drawn):
+                assert len(drawn) == 2
+                torch.testing.assert_close(after[e, drawn].sum(), before[kind][e, drawn].sum())
+                moved += 1
+    assert moved > 0
+    assert torch.isfinite(torch.tensor(s.weight_step(x, y)))
+    data = from_arrays(square_split(32, 0), square_split(16, 1), square_split(16, 2))
+    run = RunDir.create(tmp_path / "cells", name="cells")
+    result = s.search(SearchContext(data=data, space=space, run=run, deadline=Deadline(None),
+                                    device=CPU))
+    assert space.validate(result.architecture) == result.architecture
 
 
 @pytest.mark.parametrize(("name", "cls"), [("proxyless", Proxyless), ("enas", ModelSpaceEnas)])
