@@ -4,10 +4,11 @@ A model space is an ordinary PyTorch module whose constructor puts mutables wher
 design decision is open: ``LayerChoice`` (one of several modules), ``choice`` (a value:
 width, kernel size, rate, activation name), ``InputChoice`` (which inputs to combine, by
 ``sum``, ``mean``, ``concat`` or ``none``), ``Repeat`` (how many blocks) and width-mutable
-``MutableLinear`` / ``MutableConv2d`` / ``MutableBatchNorm2d``. ``Parametrized`` turns any module constructor with value choices
-among its arguments into a mutable. Arithmetic on choices (``width * 2``, ``kernel // 2``,
-``kernel.map(fn)``) gives derived values, accepted wherever a choice is and computed from
-the original choices (the only decisions) at freeze time.
+``MutableLinear`` / ``MutableConv2d`` / ``MutableBatchNorm2d``. ``Parametrized`` turns
+any module constructor with value choices among its arguments into a mutable. Arithmetic
+on choices (``width * 2``, ``kernel // 2``, ``kernel.map(fn)``) gives derived values,
+accepted wherever a choice is and computed from the original choices (the only
+decisions) at freeze time.
 
 Every decision has a label; an architecture maps each label to a value (plain JSON).
 ``freeze_module`` turns a module holding mutables into an ordinary module with none left.
