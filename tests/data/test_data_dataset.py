@@ -156,6 +156,16 @@ def test_bad_size():
         load_medmnist("breastmnist", size=32)
 
 
-def test_multi_label_is_rejected():
-    with pytest.raises(DataError, match="multi-label tasks are not supported yet"):
-        load_medmnist("chestmnist", download=False)
+def test_multi_label_arrays_are_validated():
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 256, (6, 8, 8), dtype=np.uint8)
+    y = np.array([[0, 1, 1], [1, 0, 0], [0, 0, 0], [1, 1, 0], [0, 1, 0], [1, 0, 1]])
+    data = from_arrays((x, y), None, (x, y), task="multi-label")
+    assert data.multi_label and data.n_classes == 3 and data.train_y.ndim == 2
+    assert len(data.train_y) + len(data.val_y) == 6
+    with pytest.raises(DataError, match="0 \\(absent\\) or 1"):
+        from_arrays((x, y * 2), (x, y), (x, y), task="multi-label")
+    with pytest.raises(DataError, match="same labels"):
+        from_arrays((x, y), (x, y[:, :2]), (x, y), task="multi-label")
+    with pytest.raises(DataError, match="task='multi-label'"):
+        from_arrays((x, y), (x, y), (x, y))

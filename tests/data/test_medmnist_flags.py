@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from medmnist import INFO
 
 import autonas.data.medmnist as mm
@@ -90,13 +91,22 @@ def test_retinamnist_ordinal_regression_loads_as_multi_class(no_md5, _isolated_c
 
 
 @pytest.mark.parametrize("size", SIZES)
-def test_chestmnist_multi_label_is_refused_clearly(size, no_md5, _isolated_cache):
-    write_official_layout(_isolated_cache, "chestmnist", size)
-    with pytest.raises(DataError) as e:
-        load_dataset("chestmnist", size=size, download=False)
-    msg = str(e.value)
-    assert "multi-label tasks are not supported" in msg and "chestmnist" in msg
-    assert "pneumoniamnist" in msg  # names a set that works
+def test_chestmnist_loads_as_multi_label(size, no_md5, _isolated_cache):
+    path = write_official_layout(_isolated_cache, "chestmnist", size)
+    data = load_dataset("chestmnist", size=size, download=False)
+    meta = INFO["chestmnist"]
+    assert data.task == "multi-label" and data.multi_label
+    assert data.info["medmnist_task"] == "multi-label, binary-class"
+    assert data.class_names == [meta["label"][str(i)] for i in range(14)]
+    assert data.train_y.shape == (11, 14) and data.train_y.dtype == torch.int64
+    raw = np.load(path)["test_labels"]
+    assert np.array_equal(data.test_y.numpy(), raw.astype(np.int64))
+    assert data.class_counts("train") == raw_counts(np.load(path)["train_labels"])
+    assert data.summary()["task"] == "multi-label"
+
+
+def raw_counts(labels: np.ndarray) -> list[int]:
+    return labels.astype(np.int64).sum(0).tolist()
 
 
 def test_run_config_loads_the_flag_and_size(no_md5, _isolated_cache):

@@ -15,7 +15,8 @@ from autonas.data.loader import split_indices
 from autonas.data.validate import NPZ_KEYS, SPLITS, check_npz_keys, validate_arrays
 from autonas.errors import DataError
 
-TASKS = ("binary-class", "multi-class")
+TASKS = ("binary-class", "multi-class", "multi-label")
+MULTI_LABEL = "multi-label"
 
 
 @dataclass
@@ -23,8 +24,10 @@ class ImageData:
     """Validated train/val/test image tensors plus metadata: the one shape every source becomes.
 
     Images are (N, C, H, W), uint8 when the source is uint8 (to save memory) or float32;
-    labels are int64 (N,) with values in [0, n_classes). ``hflip`` / ``vflip`` say whether
-    flips preserve labels for this data, which only the data's owner can know.
+    labels are int64 (N,) with values in [0, n_classes), or for ``task="multi-label"``
+    int64 (N, L) 0/1 indicators with ``class_names`` naming the L labels. ``hflip`` /
+    ``vflip`` say whether flips preserve labels for this data, which only the data's owner
+    can know.
     """
 
     name: str
@@ -47,10 +50,12 @@ class ImageData:
         shape = None
         for split in SPLITS:
             x, y = self.split(split)
-            if x.ndim != 4 or y.ndim != 1 or x.shape[0] != y.shape[0]:
+            label_dims = 2 if self.multi_label else 1
+            if x.ndim != 4 or y.ndim != label_dims or x.shape[0] != y.shape[0]:
+                want = "(N, L)" if self.multi_label else "(N,)"
                 raise DataError(
                     f"{self.name}: split '{split}' has images {tuple(x.shape)} and labels "
-                    f"{tuple(y.shape)}; expected (N,C,H,W) and (N,). Build ImageData with "
+                    f"{tuple(y.shape)}; expected (N,C,H,W) and {want}. Build ImageData with "
                     "from_arrays or from_npz, which convert and validate."
                 )
             if shape is None:
@@ -59,6 +64,10 @@ class ImageData:
                 raise DataError(f"{self.name}: split '{split}' image shape differs from train.")
         if len(self.class_names) < 2:
             raise DataError(f"{self.name}: needs at least 2 class names, got {self.class_names}.")
+
+    @property
+    def multi_label(self) -> bool:
+        return self.task == MULTI_LABEL
 
     @property
     def n_classes(self) -> int:
@@ -78,8 +87,11 @@ class ImageData:
         return getattr(self, f"{name}_x"), getattr(self, f"{name}_y")
 
     def class_counts(self, split: str = "train") -> list[int]:
-        """Per-class counts: imbalance drives the choice of metric and loss weighting."""
+        """Per-class counts (multi-label: positives per label): imbalance drives the choice
+        of metric and loss weighting."""
         _, y = self.split(split)
+        if self.multi_label:
+            return y.cpu().sum(0).tolist()
         return torch.bincount(y.cpu(), minlength=self.n_classes).tolist()
 
     def summary(self) -> dict[str, Any]:
@@ -131,7 +143,13 @@ def from_arrays(
     if val is not None:
         splits["val"] = val
     n_given = len(class_names) if class_names is not None else None
-    out, n_classes = validate_arrays(splits, n_classes=n_given, where=name)
+    if task is not None and task not in TASKS:
+        raise DataError(
+            f"{name}: task {task!r} is not supported; use one of {', '.join(TASKS)}."
+        )
+    multi_label = task == MULTI_LABEL
+    out, n_classes = validate_arrays(splits, n_classes=n_given, where=name,
+                                     multi_label=multi_label)
     info = dict(info or {})
     if val is None:
         tx, ty = out["train"]
@@ -139,15 +157,11 @@ def from_arrays(
         out["val"] = (tx[idx_val], ty[idx_val])
         out["train"] = (tx[idx_tr], ty[idx_tr])
         info.setdefault("val_from_train", {"fraction": 0.1, "seed": seed, "stratified": True})
-        if torch.bincount(out["train"][1], minlength=n_classes).min() == 0:  # pragma: no cover
+        if not multi_label and torch.bincount(
+                out["train"][1], minlength=n_classes).min() == 0:  # pragma: no cover
             raise DataError(f"{name}: holding out validation data left a class without train data.")
     names = list(class_names) if class_names is not None else [str(i) for i in range(n_classes)]
     task = task or _infer_task(n_classes)
-    if task not in TASKS:
-        raise DataError(
-            f"{name}: task {task!r} is not supported; use 'binary-class' or 'multi-class' "
-            "(multi-label and regression tasks are not supported yet)."
-        )
     return ImageData(
         name=name,
         train_x=out["train"][0],

@@ -89,10 +89,15 @@ def split_indices(
 
     Each class with at least 2 samples lands in both parts, so a held-out set from a small
     or imbalanced training set still contains every class. Indices come back sorted.
+    Multi-label targets (N, L) are stratified on their rarest present label (images with
+    no label form a group of their own), so rare findings reach both parts.
     """
     if not 0.0 < fraction < 1.0:
         raise ValueError(f"fraction must be in (0, 1), got {fraction}")
-    y = torch.as_tensor(y).cpu().flatten()
+    y = torch.as_tensor(y).cpu()
+    if y.ndim == 2:
+        y = rarest_label(y)
+    y = y.flatten()
     g = torch.Generator().manual_seed(int(seed))
     groups = (
         [torch.nonzero(y == c).flatten() for c in torch.unique(y)]
@@ -110,6 +115,15 @@ def split_indices(
     idx_a = torch.cat(a_parts).sort().values if a_parts else torch.empty(0, dtype=torch.int64)
     idx_b = torch.cat(b_parts).sort().values if b_parts else torch.empty(0, dtype=torch.int64)
     return idx_a, idx_b
+
+
+def rarest_label(y: torch.Tensor) -> torch.Tensor:
+    """Per row of (N, L) 0/1 targets, the index of its least frequent present label (-1: none)."""
+    y = y.to(torch.int64)
+    freq = y.sum(0).to(torch.float64)
+    rank = torch.where(y > 0, freq.expand_as(y), torch.full_like(freq.expand_as(y), float("inf")))
+    key = rank.argmin(dim=1)
+    return torch.where(y.sum(1) > 0, key, torch.full_like(key, -1))
 
 
 def subset(

@@ -92,13 +92,15 @@ def _check(flag: str, size: int) -> str:
         raise DataError(
             f"MedMNIST size {size!r} is not available; choose one of {', '.join(map(str, SIZES))}."
         )
-    task = _info()[flag]["task"]
-    if "multi-label" in task:
-        raise DataError(
-            f"{flag}: multi-label tasks are not supported yet ({flag} is {task!r}). "
-            "Choose a binary-class or multi-class set, e.g. pneumoniamnist."
-        )
     return flag
+
+
+def task_of(medmnist_task: str, n_classes: int) -> str:
+    """autonas's task kind for a MedMNIST one: ChestMNIST's "multi-label, binary-class" is
+    multi-label; ordinal regression is trained as multi-class unless ``train.ordinal``."""
+    if "multi-label" in medmnist_task:
+        return "multi-label"
+    return "binary-class" if n_classes == 2 else "multi-class"
 
 
 def _source(flag: str, size: int) -> tuple[str, str, str]:
@@ -229,10 +231,11 @@ def load_medmnist(
     if meta["task"] == "ordinal-regression":
         info["note"] = (
             f"{flag} is an ordinal-regression task in MedMNIST; autonas treats its "
-            f"{len(class_names)} grades as a multi-class problem (order is ignored)."
+            f"{len(class_names)} grades as a multi-class problem unless asked for an "
+            "ordinal (CORAL) head with --set train.ordinal=true."
         )
     name = flag if size == 28 else f"{flag}_{size}"
-    task = "binary-class" if len(class_names) == 2 else "multi-class"
+    task = task_of(meta["task"], len(class_names))
     kwargs = {"class_names": class_names, "task": task, "hflip": hflip, "vflip": vflip}
 
     bundled = _BUNDLED.get((flag, size))

@@ -163,8 +163,9 @@ def to_labels(y: Any, split: str, n_images: int, *, where: str = "data") -> torc
         arr = arr[:, 0]
     if arr.ndim != 1:
         hint = (
-            " It looks like one-hot or multi-label targets: multi-label tasks are not "
-            "supported yet; for single-label data pass class indices (e.g. y.argmax(1))."
+            " It looks like one-hot or multi-label targets: for multi-label data pass "
+            "task='multi-label' (0/1 columns, one per label); for single-label data pass "
+            "class indices (e.g. y.argmax(1))."
             if arr.ndim == 2
             else ""
         )
@@ -202,11 +203,39 @@ def to_labels(y: Any, split: str, n_images: int, *, where: str = "data") -> torc
     return torch.from_numpy(labels)
 
 
+def to_label_sets(y: Any, split: str, n_images: int, *, where: str = "data") -> torch.Tensor:
+    """Bring one split's multi-label targets to an int64 (N, L) array of 0/1 indicators."""
+    what = f"{split}_labels"
+    arr = _as_numpy(y, what, where)
+    if arr.ndim != 2 or arr.shape[1] < 2:
+        raise DataError(
+            f"{where}: {what} has shape {_fmt_shape(arr.shape)}; multi-label targets must be "
+            "(N, L) with one 0/1 column per label and L >= 2. For one label per image use "
+            "class indices and task 'binary-class' or 'multi-class'."
+        )
+    if arr.dtype.kind not in "buif":
+        raise DataError(f"{where}: {what} has dtype {arr.dtype}; multi-label targets must be 0/1.")
+    if len(arr) != n_images:
+        raise DataError(
+            f"{where}: {what} has {len(arr)} rows but {split}_images has {n_images} images "
+            f"(split '{split}'). Each image needs one row of label indicators."
+        )
+    bad = ~np.isin(arr, (0, 1))
+    if bad.any():
+        i, j = (int(v) for v in np.argwhere(bad)[0])
+        raise DataError(
+            f"{where}: {what} holds {arr[i, j]!r} at row {i}, label {j} (split '{split}'); "
+            "multi-label targets must be 0 (absent) or 1 (present)."
+        )
+    return torch.from_numpy(arr.astype(np.int64))
+
+
 def validate_arrays(
     splits: Mapping[str, tuple[Any, Any]],
     *,
     n_classes: int | None = None,
     where: str = "data",
+    multi_label: bool = False,
 ) -> tuple[dict[str, tuple[torch.Tensor, torch.Tensor]], int]:
     """Validate and convert every split, then check that labels agree across splits.
 
@@ -214,6 +243,7 @@ def validate_arrays(
     Returns the converted splits and the number of classes (``max label + 1`` unless given).
     Cross-split checks need all splits at once: a class the model never sees in training
     cannot be learned, and a label beyond ``n_classes`` would crash the loss.
+    With ``multi_label`` the labels are (N, L) 0/1 indicators and the count is L.
     """
     if "train" not in splits:
         raise DataError(f"{where}: no train split given. {LAYOUT_HELP}")
@@ -222,7 +252,8 @@ def validate_arrays(
         if pair is None or len(pair) != 2:
             raise DataError(f"{where}: split '{split}' must be an (images, labels) pair.")
         x = to_images(pair[0], split, where=where)
-        y = to_labels(pair[1], split, x.shape[0], where=where)
+        read = to_label_sets if multi_label else to_labels
+        y = read(pair[1], split, x.shape[0], where=where)
         out[split] = (x, y)
 
     channels = {s: tuple(x.shape[1:2]) for s, (x, _) in out.items()}
@@ -236,6 +267,8 @@ def validate_arrays(
                 "must share channels and image size: resize or convert them consistently."
             )
 
+    if multi_label:
+        return out, _check_label_sets(out, n_classes, where)
     max_label = max(int(y.max()) for _, y in out.values())
     if n_classes is None:
         n_classes = max_label + 1
@@ -277,6 +310,25 @@ def validate_arrays(
             "them to consecutive indices, or give each class training images."
         )
     return out, n_classes
+
+
+def _check_label_sets(out: Mapping[str, tuple[torch.Tensor, torch.Tensor]],
+                      n_labels: int | None, where: str) -> int:
+    """Every split has the same L columns (and L matches the names given)."""
+    widths = {s: int(y.shape[1]) for s, (_, y) in out.items()}
+    width = widths["train"]
+    for s, w in widths.items():
+        if w != width:
+            raise DataError(
+                f"{where}: {s}_labels has {w} label columns but train_labels has {width}. "
+                "Every split must use the same labels in the same order."
+            )
+    if n_labels is not None and n_labels != width:
+        raise DataError(
+            f"{where}: {n_labels} label names given for {width} label columns. "
+            "Pass one name per column."
+        )
+    return width
 
 
 def check_npz_keys(keys: list[str], where: str) -> None:
