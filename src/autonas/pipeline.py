@@ -20,13 +20,15 @@ from .data import ImageData, Normalizer, load_dataset
 from .errors import ConfigError
 from .run import RunDir, detach_log, get_logger
 from .spaces import BuildSpec, SearchSpace, make_space
+from .spaces.base import build_network
 from .spaces.darts import DartsSpace
 from .spaces.user_source import keep_source, source_fields, space_of_run
 from .strategies import SearchContext, make_strategy
 from .training.budget import Budget, Deadline
 from .training.device import configure_threads, resolve_device, seed_everything, to_channels_last
 from .training.loop import predict_proba
-from .training.metrics import classification_metrics
+from .training.metrics import choose_thresholds, classification_metrics
+from .training.tasks import head_for
 from .training.profile import profile_model
 from .training.trainer import fit
 
@@ -55,7 +57,8 @@ def build_spec(cfg: RunConfig, data: ImageData) -> BuildSpec:
     return BuildSpec(in_channels=data.channels, num_classes=data.n_classes,
                      image_size=data.image_size[0], channels=cfg.network.channels,
                      layers=cfg.network.layers, auxiliary=cfg.network.auxiliary,
-                     dropout=cfg.network.dropout)
+                     dropout=cfg.network.dropout,
+                     head=head_for(data.task, cfg.train.is_ordinal))
 
 
 def load_model(run: RunDir, device: torch.device | str = "cpu"
@@ -63,7 +66,7 @@ def load_model(run: RunDir, device: torch.device | str = "cpu"
     """Rebuild the retrained network of a run (weights loaded with ``weights_only=True``)."""
     meta = run.read_json("model.json")
     space = space_of_run(run, meta)  # a user space comes from the run's copy of its source
-    model = space.build(meta["arch"], BuildSpec(**meta["build"]))
+    model = build_network(space, meta["arch"], BuildSpec(**meta["build"]))
     state = torch.load(run.file("model.pt"), map_location="cpu", weights_only=True)
     model.load_state_dict(state)
     model = to_channels_last(model.to(device)).eval()
@@ -118,7 +121,7 @@ def retrain_phase(cfg: RunConfig, run: RunDir, data: ImageData, space: SearchSpa
     log = get_logger()
     seed_everything(cfg.seed)
     spec = build_spec(cfg, data)
-    model = to_channels_last(space.build(arch, spec).to(device))
+    model = to_channels_last(build_network(space, arch, spec).to(device))
     n_params = sum(p.numel() for p in model.parameters() if p.requires_grad)
     log.info("retrain: %d parameters, %s", n_params, _remaining(deadline))
     normalizer = Normalizer.fit(data.train_x)
@@ -147,13 +150,20 @@ def evaluate_phase(run: RunDir, data: ImageData, device: torch.device) -> dict[s
     """Validation and test metrics, the predictions behind them (``predictions.npz``, for
     reports and bootstrap intervals), and the model's cost (params, FLOPs, latency)."""
     model, normalizer, meta = load_model(run, device)
+    head = meta["build"].get("head", "softmax")
     metrics: dict[str, Any] = {"params": meta["params"], "best_epoch": meta["best_epoch"]}
     predictions: dict[str, np.ndarray] = {}
+    thresholds = None
     for split in ("val", "test"):
         x, y = data.split(split)
         start = time.perf_counter()
-        probs = predict_proba(model, x, normalizer=normalizer, device=device)
-        metrics[split] = classification_metrics(y.numpy(), probs, data.class_names)
+        probs = predict_proba(model, x, normalizer=normalizer, device=device, head=head)
+        if head == "sigmoid" and split == "val":
+            # Chosen on validation, applied unchanged to test and to every later prediction.
+            thresholds = choose_thresholds(y.numpy(), probs)
+            run.write_json("model.json", {**meta, "thresholds": thresholds})
+        metrics[split] = classification_metrics(y.numpy(), probs, data.class_names,
+                                                thresholds=thresholds, ordinal=head == "coral")
         metrics[split]["seconds"] = time.perf_counter() - start
         predictions[f"{split}_probs"] = probs.astype(np.float32)
         predictions[f"{split}_labels"] = y.numpy().astype(np.int64)

@@ -28,6 +28,7 @@ from .errors import ConfigError
 from .pipeline import build_spec, execute, load_data, read_architecture
 from .run import RunDir, detach_log, get_logger, jsonable
 from .spaces import make_space
+from .spaces.base import build_network
 from .strategies.multitrial import (
     EpochReporter,
     describe_error,
@@ -210,7 +211,7 @@ def _run_trial(study: optuna.Study, trial: optuna.Trial, hparams: dict[str, Any]
         train = TrainConfig.from_dict({**dataclasses.asdict(cfg.train), **hparams,
                                        "epochs": epochs})
         seed_everything(seed + trial.number)
-        model = to_channels_last(space.build(arch, spec).to(device))
+        model = to_channels_last(build_network(space, arch, spec).to(device))
         result = fit(model, data, train, deadline=deadline, device=device,
                      seed=seed + trial.number, prefix=f"tune trial {trial.number}",
                      report=reporter, progress=False)

@@ -227,6 +227,9 @@ def _from_npz(
     vflip: bool = False,
 ) -> ImageData:
     arrays = read_npz(path)
+    labels = arrays["train_labels"]
+    if task is None and labels.ndim == 2 and labels.shape[1] > 1:
+        task = MULTI_LABEL  # (N, L) indicator columns, as in chestmnist.npz
     return from_arrays(
         (arrays.pop("train_images"), arrays.pop("train_labels")),
         (arrays.pop("val_images"), arrays.pop("val_labels")),

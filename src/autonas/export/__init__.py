@@ -69,7 +69,7 @@ def load_wrapped(path: str | Path, *, probabilities: bool = True
     network, normalizer, meta = load_model(run, "cpu")
     network = network.to(memory_format=torch.contiguous_format)
     model = ImageModel(network, normalizer, meta["build"]["in_channels"],
-                       probabilities=probabilities)
+                       probabilities=probabilities, head=meta["build"].get("head", "softmax"))
     return model, meta, input_spec(run, meta)
 
 
@@ -90,13 +90,15 @@ def save_state_export(model: ImageModel, meta: dict[str, Any], spec: dict[str, A
 def load_state_export(path: str | Path) -> ImageModel:
     """Rebuild a module written by :func:`save_state_export` (weights only, no pickle)."""
     from ..spaces import BuildSpec, make_space
+    from ..spaces.base import build_network
 
     path = Path(path)
     meta = json.loads(path.with_suffix(".json").read_text())
-    network = make_space(meta["space"], **meta["space_options"]).build(
-        meta["arch"], BuildSpec(**meta["build"]))
+    network = build_network(make_space(meta["space"], **meta["space_options"]),
+                            meta["arch"], BuildSpec(**meta["build"]))
     model = ImageModel(network, Normalizer.from_dict(meta["normalizer"]),
-                       meta["build"]["in_channels"], probabilities=meta["probabilities"])
+                       meta["build"]["in_channels"], probabilities=meta["probabilities"],
+                       head=meta["build"].get("head", "softmax"))
     model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
     return model.eval()
 

@@ -45,12 +45,15 @@ def predict_files(model_dir: str | Path, images: Sequence[str | Path], batch_siz
                   ) -> tuple[list[str], list[tuple[Path, str, np.ndarray]]]:
     """Class names, and (file, predicted class name, probabilities) per image in the order
     given. Everything is predicted before anything is returned, so an unreadable file
-    stops the command before a partial table is written."""
+    stops the command before a partial table is written. A multi-label model's prediction
+    is the labels over their thresholds (chosen on validation), joined by ``|``."""
     model, meta, spec = load_wrapped(model_dir)
     files = expand_images(images)
     square = spec["height"] == spec["width"]
     resize = meta.get("input", {}).get("resize") or _resize_rule(Path(model_dir))
     names = [str(n) for n in meta["class_names"]]
+    multi_label = model.head == "sigmoid"
+    thresholds = np.asarray(meta.get("thresholds") or [0.5] * len(names))
     rows: list[tuple[Path, str, np.ndarray]] = []
     for start in range(0, len(files), batch_size):
         chunk = files[start:start + batch_size]
@@ -61,5 +64,9 @@ def predict_files(model_dir: str | Path, images: Sequence[str | Path], batch_siz
                             f"trained on {spec['width']}x{spec['height']}; resize them first")
         with torch.no_grad():
             probs = model(torch.from_numpy(x)).numpy()
-        rows += [(f, names[int(p.argmax())], p) for f, p in zip(chunk, probs)]
+        if multi_label:
+            rows += [(f, "|".join(n for n, on in zip(names, p >= thresholds) if on), p)
+                     for f, p in zip(chunk, probs)]
+        else:
+            rows += [(f, names[int(p.argmax())], p) for f, p in zip(chunk, probs)]
     return names, rows

@@ -1,4 +1,6 @@
-"""The exported model: raw images in, class probabilities out.
+"""The exported model: raw images in, class probabilities out (per-label probabilities,
+through a sigmoid, for a multi-label model; an ordinal CORAL model's cumulative logits are
+turned into class probabilities).
 
 A trained network expects normalised float (N, C, H, W) batches; users hold uint8 or float
 images laid out (N, H, W), (N, H, W, C) or (N, C, H, W), with 1, 3 or 4 channels. The
@@ -20,19 +22,24 @@ import torch
 from torch import nn
 
 from ..data import Normalizer
+from ..training.tasks import HEADS
 
 LUMA = (0.299, 0.587, 0.114)
 
 
 class ImageModel(nn.Module):
-    """Normalisation + network (+ softmax): a plain module in eval mode."""
+    """Normalisation + network (+ softmax, sigmoid or CORAL's conversion, after ``head``):
+    a plain module in eval mode."""
 
     def __init__(self, network: nn.Module, normalizer: Normalizer, channels: int, *,
-                 probabilities: bool = True) -> None:
+                 probabilities: bool = True, head: str = "softmax") -> None:
         super().__init__()
+        if head not in HEADS:
+            raise ValueError(f"head must be one of {HEADS}, got {head!r}")
         self.network = network
         self.channels = int(channels)
         self.probabilities = bool(probabilities)
+        self.head = head
         self.register_buffer("mean", normalizer.mean.clone().view(1, -1, 1, 1))
         self.register_buffer("std", normalizer.std.clone().view(1, -1, 1, 1))
         self.register_buffer("luma", torch.tensor(LUMA).view(1, 3, 1, 1))
@@ -41,7 +48,8 @@ class ImageModel(nn.Module):
     def with_network(self, network: nn.Module) -> ImageModel:
         """The same wrapper around another network (e.g. its traced version)."""
         normalizer = Normalizer(self.mean.flatten(), self.std.flatten())
-        return ImageModel(network, normalizer, self.channels, probabilities=self.probabilities)
+        return ImageModel(network, normalizer, self.channels, probabilities=self.probabilities,
+                          head=self.head)
 
     def preprocess(self, x: torch.Tensor) -> torch.Tensor:
         """Raw images in any accepted layout and dtype -> normalised float (N, C, H, W)."""
@@ -67,4 +75,14 @@ class ImageModel(nn.Module):
         out = self.network(self.preprocess(x))
         if isinstance(out, tuple):
             out = out[0]
-        return out.softmax(dim=1) if self.probabilities else out
+        if not self.probabilities:
+            return out
+        if self.head == "sigmoid":
+            return torch.sigmoid(out)
+        if self.head == "coral":
+            above = torch.sigmoid(out)
+            edge = torch.ones_like(above[:, :1])
+            cumulative = torch.cat([edge, above, edge * 0.0], dim=1)
+            probs = (cumulative[:, :-1] - cumulative[:, 1:]).clamp(min=0.0)
+            return probs / probs.sum(dim=1, keepdim=True).clamp(min=1e-12)
+        return out.softmax(dim=1)

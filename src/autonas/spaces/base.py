@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import random
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, ClassVar
 
 from torch import nn
@@ -27,6 +27,20 @@ class BuildSpec:
     layers: int = 8
     auxiliary: bool = False
     dropout: float = 0.0
+    head: str = "softmax"
+    """How the outputs are read (``training.tasks``): ``coral`` builds the network with one
+    output and puts the ordinal head on it (see :func:`build_network`)."""
+
+
+def build_network(space: SearchSpace, arch: dict[str, Any], spec: BuildSpec) -> nn.Module:
+    """``space.build`` with the output head ``spec`` asks for: an ordinal (CORAL) network is
+    the space's network with a single output unit under a :class:`CoralHead`."""
+    if spec.head != "coral":
+        return space.build(arch, spec)
+    from ..training.tasks import CoralHead
+
+    base = space.build(arch, replace(spec, num_classes=1, head="softmax"))
+    return CoralHead(base, spec.num_classes)
 
 
 class SearchSpace(ABC):

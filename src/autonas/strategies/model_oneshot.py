@@ -116,7 +116,8 @@ class ModelSpaceOneShot(OneShotStrategy):
         self.device = device
         self.space = space.adapted(in_channels, n_classes, image_size)
         self.loss_fn = make_loss(self.loss, None if class_weights is None
-                                 else class_weights.to(device))
+                                 else class_weights.to(device),
+                                 head=getattr(self, "head", "softmax"))
         self.net = to_channels_last(ModelSupernet(self.space, soft=self.soft).to(device))
         unread = [d.label for d in self.net.decisions if d not in self.net.relaxed]
         if unread:

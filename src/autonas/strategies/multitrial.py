@@ -38,10 +38,11 @@ from optuna.trial import TrialState
 from ..data import ImageData, split_indices, subset
 from ..errors import ConfigError
 from ..run import get_logger, jsonable
-from ..spaces.base import BuildSpec, SearchSpace
+from ..spaces.base import BuildSpec, SearchSpace, build_network
 from ..training.device import to_channels_last
 from ..training.metrics import OBJECTIVES
 from ..training.profile import profile_model
+from ..training.tasks import head_for
 from ..training.trainer import TrainConfig, fit
 from ..ui import PhaseProgress
 from .base import SearchContext, SearchResult, Strategy
@@ -259,7 +260,8 @@ class MultiTrialStrategy(Strategy):
     def build_spec(self, data: ImageData) -> BuildSpec:
         return BuildSpec(in_channels=data.channels, num_classes=data.n_classes,
                          image_size=data.image_size[0], channels=self.trial_channels,
-                         layers=self.trial_layers)
+                         layers=self.trial_layers,
+                         head=head_for(data.task, self.trial_config().is_ordinal))
 
     # -- the loop ------------------------------------------------------------------------------
     def search(self, ctx: SearchContext) -> SearchResult:
@@ -424,7 +426,7 @@ class MultiTrialStrategy(Strategy):
         trial.set_user_attr("arch", jsonable(arch))  # so even a killed trial says what it was
         try:
             torch.manual_seed(ctx.seed + trial.number)
-            model = to_channels_last(self.space.build(arch, spec).to(ctx.device))
+            model = to_channels_last(build_network(self.space, arch, spec).to(ctx.device))
             cost = profile_model(model, (data.channels, *data.image_size))
             attrs.update(cost)
             violated = self._check_constraints(trial, cost)

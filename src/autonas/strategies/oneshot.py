@@ -25,7 +25,8 @@ from ..spaces.ops import SKIP_OPS
 from ..training.budget import StepTimer
 from ..training.device import to_channels_last
 from ..training.loop import NonFiniteLossError, predict_logits
-from ..training.losses import make_loss, resolve_class_weights
+from ..training.losses import make_loss, resolve_class_weights, resolve_label_weights
+from ..training.tasks import eval_loss_accuracy, head_for
 from ..ui import PhaseProgress
 from .base import SearchContext, SearchResult, Strategy
 from .collapse import check_stopping_options, collapse_stop
@@ -168,8 +169,13 @@ class OneShotStrategy(Strategy):
         self.arch_loader = BatchLoader(xa, ya, bs, shuffle=True, drop_last=True,
                                        augment=augment, generator=self.gen_a, **common)
         self.arch_eval = (xa, ya)
-        counts = torch.bincount(yw, minlength=data.n_classes).tolist()
-        class_weights = resolve_class_weights(self.class_weights, counts)
+        self.head = head_for(data.task)
+        counts = (yw.sum(0) if yw.ndim == 2
+                  else torch.bincount(yw, minlength=data.n_classes)).tolist()
+        if self.head == "sigmoid":
+            class_weights = resolve_label_weights(self.class_weights, counts, len(yw))
+        else:
+            class_weights = resolve_class_weights(self.class_weights, counts)
         self.setup_model(ctx.space, data.channels, data.n_classes, data.image_size[0],
                          ctx.device, class_weights)
 
@@ -182,7 +188,8 @@ class OneShotStrategy(Strategy):
         self.device = device
         self.space = space
         self.loss_fn = make_loss(self.loss, None if class_weights is None
-                                 else class_weights.to(device), self.focal_gamma)
+                                 else class_weights.to(device), self.focal_gamma,
+                                 head=getattr(self, "head", "softmax"))
         self.net = self.build_supernet(in_channels, n_classes, image_size)
         self.arch = self.build_arch(self.space, self.net.n_ops).to(device)
         self.make_optimizers()
@@ -253,8 +260,7 @@ class OneShotStrategy(Strategy):
         weights = {t: w.detach() for t, w in self.arch_weights(self.arch, training=False).items()}
         logits = predict_logits(self.net, x, normalizer=self.normalizer, device=self.device,
                                 batch_size=128, forward=lambda xb: self.net(xb, weights))
-        y = y.long()
-        return float(F.cross_entropy(logits, y)), float((logits.argmax(1) == y).float().mean())
+        return eval_loss_accuracy(logits, y)
 
     def epoch_record(self, epoch: int) -> dict[str, Any]:
         derive = self.derive_weights(self.arch)

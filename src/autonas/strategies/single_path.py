@@ -21,7 +21,8 @@ from ..spaces.genotype import CellGenotype, Genotype
 from ..spaces.ops import ZERO_OPS
 from ..training.budget import Deadline
 from ..training.loop import predict_logits
-from ..training.metrics import auc_roc
+from ..training.metrics import auc_roc, multilabel_metrics
+from ..training.tasks import eval_loss_accuracy
 from .base import SearchContext, SearchResult
 
 Path = dict[str, list[int | None]]
@@ -81,9 +82,13 @@ def random_genotype(space: DartsSpace, gen: torch.Generator | None = None) -> Ge
 
 
 def path_score(logits: torch.Tensor, y: torch.Tensor, objective: str) -> float:
-    """Accuracy, or AUC (accuracy where a batch holds a single class)."""
+    """Accuracy, or AUC (accuracy where a batch holds a single class); for (N, L) targets
+    the per-label accuracy or the mean per-label AUC."""
     y = y.long().cpu()
     logits = logits.detach().float().cpu()
+    if y.ndim == 2:
+        m = multilabel_metrics(y.numpy(), torch.sigmoid(logits).numpy())
+        return m["accuracy"] if objective == "accuracy" or m["auc"] is None else m["auc"]
     accuracy = float((logits.argmax(1) == y).float().mean())
     if objective == "accuracy":
         return accuracy
@@ -147,8 +152,7 @@ class SinglePathMixin:
             path = self.eval_path()
         logits = predict_logits(self.net, x, normalizer=self.normalizer, device=self.device,
                                 batch_size=128, forward=lambda xb: self.forward_path(xb, path))
-        y = y.long()
-        return float(F.cross_entropy(logits, y)), float((logits.argmax(1) == y).float().mean())
+        return eval_loss_accuracy(logits, y)
 
     def genotype_forward(self, genotype: Genotype) -> Forward:
         ops = self.net.edge_ops["normal"][0]

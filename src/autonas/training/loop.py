@@ -12,6 +12,7 @@ from torch import nn
 from ..data import BatchLoader, Normalizer, to_float
 from .budget import Deadline, StepTimer
 from .device import autocast
+from .tasks import batch_correct, head_of_labels, to_probs
 
 
 class NonFiniteLossError(RuntimeError):
@@ -31,16 +32,19 @@ def train_epoch(model: nn.Module, loader: BatchLoader, optimizer: torch.optim.Op
                 loss_fn: nn.Module, *, deadline: Deadline, timer: StepTimer,
                 grad_clip: float | None = None, aux_weight: float = 0.0,
                 before_step: Callable[[int], None] | None = None,
-                after_step: Callable[[], None] | None = None) -> EpochResult:
+                after_step: Callable[[], None] | None = None,
+                head: str | None = None) -> EpochResult:
     """One pass over ``loader``; stops before a step that would overrun ``deadline``.
 
+    ``head`` (``training.tasks``) says how the running accuracy reads the logits; by
+    default it follows the labels' shape.
     ``before_step(i)`` runs before each step (e.g. to set the learning rate of the schedule),
     ``after_step()`` after each optimizer step (e.g. an EMA of the weights).
     """
     model.train()
     device = loader.device
     total_loss = torch.zeros((), device=device)
-    correct = torch.zeros((), device=device, dtype=torch.int64)
+    correct = torch.zeros((), device=device)
     seen = steps = 0
     stopped = False
     for i, (xb, yb) in enumerate(loader):
@@ -68,7 +72,7 @@ def train_epoch(model: nn.Module, loader: BatchLoader, optimizer: torch.optim.Op
             if after_step is not None:
                 after_step()
             total_loss += loss.detach() * yb.shape[0]
-            correct += (logits.detach().argmax(1) == yb).sum()
+            correct += batch_correct(logits.detach(), yb, head or head_of_labels(yb))
             seen += yb.shape[0]
             steps += 1
     if seen == 0:
@@ -97,5 +101,7 @@ def predict_logits(model: nn.Module, x: torch.Tensor, *, normalizer: Normalizer 
     return torch.cat(outs) if outs else torch.empty(0)
 
 
-def predict_proba(model: nn.Module, x: torch.Tensor, **kwargs) -> np.ndarray:
-    return predict_logits(model, x, **kwargs).softmax(dim=1).numpy()
+def predict_proba(model: nn.Module, x: torch.Tensor, *, head: str = "softmax",
+                  **kwargs) -> np.ndarray:
+    """Class probabilities (N, K), or per-label probabilities (N, L) for a sigmoid head."""
+    return to_probs(predict_logits(model, x, **kwargs), head).numpy()

@@ -1,4 +1,6 @@
-"""Losses for imbalanced medical data: cross-entropy, focal loss, class weighting."""
+"""Losses for imbalanced medical data: cross-entropy, focal loss, class weighting; their
+binary versions per label for multi-label data, and the cumulative (CORAL) loss for ordinal
+grades."""
 
 from __future__ import annotations
 
@@ -10,7 +12,8 @@ from torch import nn
 
 from ..errors import ConfigError
 
-LOSSES = ("ce", "focal")
+LOSSES = ("ce", "focal", "coral")
+"""``coral`` turns on the ordinal head (``train.ordinal``) and its cumulative loss."""
 
 
 def class_weights_from_counts(counts: Sequence[int]) -> torch.Tensor:
@@ -47,13 +50,89 @@ class FocalLoss(nn.Module):
         return loss.mean()
 
 
+class MultiLabelLoss(nn.Module):
+    """Binary cross-entropy per label on (N, L) 0/1 targets, optionally focal.
+
+    ``pos_weight`` (one per label) scales the positive term, so a rare finding counts as
+    much as a common one ("balanced": negatives / positives per label). Label smoothing
+    pulls the 0/1 targets towards 0.5 by ``label_smoothing / 2``.
+    """
+
+    def __init__(self, gamma: float = 0.0, pos_weight: torch.Tensor | None = None,
+                 label_smoothing: float = 0.0) -> None:
+        super().__init__()
+        if gamma < 0:
+            raise ConfigError(f"focal loss gamma must be >= 0, got {gamma}")
+        self.gamma = gamma
+        self.label_smoothing = label_smoothing
+        self.register_buffer("pos_weight", pos_weight)
+
+    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        logits = logits.float()
+        target = target.float()
+        soft = target * (1 - self.label_smoothing) + 0.5 * self.label_smoothing
+        loss = F.binary_cross_entropy_with_logits(logits, soft, pos_weight=self.pos_weight,
+                                                  reduction="none")
+        if self.gamma > 0:
+            p = torch.sigmoid(logits)
+            pt = torch.where(target > 0, p, 1 - p)
+            loss = (1 - pt).pow(self.gamma) * loss
+        return loss.mean()
+
+
+class CoralLoss(nn.Module):
+    """CORAL (Cao et al. 2020): binary cross-entropy of each cumulative logit against
+    ``y > k``, for K-1 thresholds of a K-grade ordinal target (int64 class indices)."""
+
+    def __init__(self, label_smoothing: float = 0.0) -> None:
+        super().__init__()
+        self.label_smoothing = label_smoothing
+
+    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        thresholds = torch.arange(logits.shape[1], device=logits.device)
+        levels = (target[:, None] > thresholds[None, :]).float()
+        levels = levels * (1 - self.label_smoothing) + 0.5 * self.label_smoothing
+        return F.binary_cross_entropy_with_logits(logits.float(), levels)
+
+
 def make_loss(kind: str = "ce", class_weights: torch.Tensor | None = None, gamma: float = 2.0,
-              label_smoothing: float = 0.0) -> nn.Module:
+              label_smoothing: float = 0.0, head: str = "softmax") -> nn.Module:
+    """The training loss for ``head`` (see ``training.tasks``): ``kind`` ce or focal; with
+    ``sigmoid`` the weights are per-label positive weights, ``coral`` takes its own loss
+    (``kind`` ``coral``, ``ce`` or ``auto``)."""
+    if head == "sigmoid":
+        if kind not in ("ce", "focal"):
+            raise ConfigError(f"multi-label data trains with loss ce or focal, not {kind!r}")
+        return MultiLabelLoss(gamma if kind == "focal" else 0.0, class_weights,
+                              label_smoothing)
+    if head == "coral" or kind == "coral":
+        if head != "coral":
+            raise ConfigError("loss 'coral' needs the ordinal head: set train.ordinal=true")
+        if kind not in ("ce", "coral"):
+            raise ConfigError(f"an ordinal (CORAL) head trains with its own loss, not {kind!r}")
+        return CoralLoss(label_smoothing)
     if kind == "ce":
         return nn.CrossEntropyLoss(weight=class_weights, label_smoothing=label_smoothing)
     if kind == "focal":
         return FocalLoss(gamma, class_weights, label_smoothing)
     raise ConfigError(f"unknown loss {kind!r}; choose one of {', '.join(LOSSES)}")
+
+
+def label_pos_weights(positives: Sequence[int], n: int) -> torch.Tensor:
+    """'Balanced' per-label positive weights, negatives / positives (1 for a label that is
+    always or never present, which carries no signal to rebalance)."""
+    pos = torch.as_tensor(list(positives), dtype=torch.float32)
+    neg = float(n) - pos
+    ok = (pos > 0) & (neg > 0)
+    return torch.where(ok, neg / pos.clamp(min=1), torch.ones_like(pos))
+
+
+def resolve_label_weights(spec: str | Sequence[float] | None, positives: Sequence[int],
+                          n: int) -> torch.Tensor | None:
+    """``resolve_class_weights`` for multi-label data: per-label positive weights."""
+    if isinstance(spec, str) and spec.lower() in ("auto", "balanced"):
+        return label_pos_weights(positives, n)
+    return resolve_class_weights(spec, positives)
 
 
 def resolve_class_weights(spec: str | Sequence[float] | None, counts: Sequence[int]

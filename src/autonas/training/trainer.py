@@ -18,8 +18,9 @@ from ..run import RunDir, get_logger
 from ..ui import PhaseProgress
 from .budget import Deadline, StepTimer
 from .loop import predict_proba, train_epoch
-from .losses import make_loss, resolve_class_weights
+from .losses import make_loss, resolve_class_weights, resolve_label_weights
 from .metrics import OBJECTIVES, classification_metrics, epoch_score
+from .tasks import head_for
 
 
 @dataclass
@@ -49,6 +50,13 @@ class TrainConfig:
     objective: str = "auc"
     ema_decay: float = 0.0
     """Exponential moving average of the weights (0 = off); the average is what is evaluated."""
+    ordinal: bool = False
+    """Ordinal grades (e.g. RetinaMNIST): a CORAL head (K-1 cumulative logits with shared
+    weights and ordered biases) and its loss instead of a softmax; also ``loss: coral``."""
+
+    @property
+    def is_ordinal(self) -> bool:
+        return self.ordinal or self.loss == "coral"
 
     def __post_init__(self) -> None:
         if self.objective not in OBJECTIVES:
@@ -60,6 +68,10 @@ class TrainConfig:
             raise ConfigError(f"batch size must be >= 1, got {self.batch_size}")
         if self.augment_pad is not None and self.augment_pad < 0:
             raise ConfigError(f"augment_pad must be >= 0 pixels, got {self.augment_pad}")
+        from .losses import LOSSES
+
+        if self.loss not in LOSSES:
+            raise ConfigError(f"loss must be one of {', '.join(LOSSES)}, got {self.loss!r}")
         if not 0.0 <= self.ema_decay < 1.0:
             raise ConfigError(f"ema_decay must be in [0, 1), got {self.ema_decay}")
 
@@ -135,10 +147,14 @@ def fit(model: nn.Module, data: ImageData, cfg: TrainConfig, *, deadline: Deadli
                          drop_last=len(data.train_y) >= 2 * bs, augment=augment,
                          normalizer=normalizer, device=device, generator=gen,
                          channels_last=True)
+    head = head_for(data.task, cfg.is_ordinal)
     counts = data.class_counts("train")
-    weights = resolve_class_weights(cfg.class_weights, counts)
+    if head == "sigmoid":
+        weights = resolve_label_weights(cfg.class_weights, counts, len(data.train_y))
+    else:
+        weights = resolve_class_weights(cfg.class_weights, counts)
     loss_fn = make_loss(cfg.loss, None if weights is None else weights.to(device),
-                        cfg.focal_gamma, cfg.label_smoothing)
+                        cfg.focal_gamma, cfg.label_smoothing, head=head)
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum,
                                 weight_decay=cfg.weight_decay, nesterov=cfg.momentum > 0)
@@ -199,13 +215,16 @@ def fit(model: nn.Module, data: ImageData, cfg: TrainConfig, *, deadline: Deadli
                 grad_clip=cfg.grad_clip, aux_weight=cfg.aux_weight if has_aux else 0.0,
                 before_step=set_lr,
                 after_step=(lambda: ema.update(model)) if ema is not None else None,
+                head=head,
             )
             if result.steps == 0:
                 stopped = "budget"
                 break
             with eval_timer:
-                probs = predict_proba(eval_model, data.val_x, normalizer=normalizer, device=device)
-                val = classification_metrics(data.val_y.numpy(), probs, data.class_names)
+                probs = predict_proba(eval_model, data.val_x, normalizer=normalizer,
+                                      device=device, head=head)
+                val = classification_metrics(data.val_y.numpy(), probs, data.class_names,
+                                             ordinal=head == "coral")
             epoch_times.append(step_timer.mean * result.steps + eval_timer.last)
             if epoch < start_epoch + 3 and cfg.epochs is None and deadline.at is not None:
                 # Re-plan over the first epochs (the first one pays warm-up costs); the
