@@ -271,14 +271,22 @@ def _test_section(run: RunData, n_resamples: int, seed: int) -> dict[str, Any]:
     note = "Confidence intervals not available: the run folder has no predictions.npz."
     if "test_labels" in preds and "test_probs" in preds:
         intervals = _safe("bootstrap", lambda: bootstrap_ci(
-            preds["test_labels"], preds["test_probs"], n_resamples=n_resamples, seed=seed), {})
+            preds["test_labels"], preds["test_probs"], n_resamples=n_resamples, seed=seed,
+            thresholds=test.get("thresholds")), {})
         ci = {k: v.to_dict() for k, v in intervals.items()}
         if ci:
             note = (f"95% percentile intervals from {n_resamples} bootstrap resamples of the "
                     f"{len(preds['test_labels'])} test images (seed {seed}).")
     rows = []
-    for key, name in (("accuracy", "accuracy"), ("auc", "AUC-ROC"), ("loss", "loss"),
-                      ("balanced_accuracy", "balanced accuracy")):
+    multi_label = test.get("task") == "multi-label"
+    named = ((("accuracy", "accuracy (mean over labels)"), ("auc", "AUC-ROC (mean over labels)"),
+              ("loss", "loss (binary cross-entropy)"), ("exact_match", "exact match"))
+             if multi_label else
+             (("accuracy", "accuracy"), ("auc", "AUC-ROC"), ("loss", "loss"),
+              ("balanced_accuracy", "balanced accuracy"), ("mae", "mean absolute error")))
+    for key, name in named:
+        if key == "mae" and "mae" not in test:
+            continue
         interval = ci.get(key) or {}
         rows.append({
             "key": key, "name": name, "test": _number(test.get(key)), "val": val.get(key),
@@ -286,6 +294,7 @@ def _test_section(run: RunData, n_resamples: int, seed: int) -> dict[str, Any]:
             if interval.get("low") is not None else "",
         })
     names = run.class_names
+    per_class = test.get("per_label") or test.get("per_class") or {}
     figs = {
         "confusion": _svg(_safe("confusion matrix", lambda: plots.confusion_plot(
             test.get("confusion_matrix") or [], names), None)) if test else None,
@@ -293,11 +302,11 @@ def _test_section(run: RunData, n_resamples: int, seed: int) -> dict[str, Any]:
             preds["test_labels"], preds["test_probs"], names), None))
         if "test_probs" in preds else None,
         "per_class": _svg(_safe("per-class", lambda: plots.per_class_plot(
-            test.get("per_class") or {}), None)) if test else None,
+            per_class), None)) if test else None,
     }
     return {"test": {k: _number(test.get(k)) for k in ("accuracy", "auc", "loss")},
             "ci": ci, "ci_note": note, "metric_rows": rows, "test_figs": figs,
-            "per_class": list((test.get("per_class") or {}).items()),
+            "per_class": list(per_class.items()),
             "metrics": metrics or None}
 
 

@@ -407,9 +407,12 @@ def confusion_plot(matrix: Sequence[Sequence[int]], class_names: Sequence[str]) 
 
 
 def roc_plot(labels: np.ndarray, probs: np.ndarray, class_names: Sequence[str]) -> str | None:
-    """ROC of the positive class (binary) or one-vs-rest per class (multi-class)."""
+    """ROC of the positive class (binary), one-vs-rest per class (multi-class), or one
+    curve per label for (N, L) multi-label targets."""
     from sklearn.metrics import auc, roc_curve
 
+    if np.ndim(labels) == 2:
+        return label_roc_plot(np.asarray(labels), np.asarray(probs, dtype=float), class_names)
     y = np.asarray(labels).reshape(-1)
     p = np.asarray(probs, dtype=float)
     if p.ndim != 2 or len(y) != len(p) or len(np.unique(y)) < 2:
@@ -432,6 +435,36 @@ def roc_plot(labels: np.ndarray, probs: np.ndarray, class_names: Sequence[str]) 
         ax.set_ylabel("true positive rate")
         ax.set_title("ROC (test)" if k == 2 else "ROC one-vs-rest (test)")
         ax.legend(loc="lower right", fontsize=7 if k > 4 else 8)
+        return to_svg(fig)
+
+
+def label_roc_plot(labels: np.ndarray, probs: np.ndarray,
+                   label_names: Sequence[str]) -> str | None:
+    """Per-label ROC curves of a multi-label model (labels with both values in the split)."""
+    from sklearn.metrics import auc, roc_curve
+
+    if probs.shape != labels.shape:
+        return None
+    k = labels.shape[1]
+    names = list(label_names) if len(label_names) == k else [str(i) for i in range(k)]
+    shown = [j for j in range(k) if 0 < labels[:, j].sum() < len(labels)]
+    if not shown:
+        return None
+    with _figure(SMALL, 4.4 + 0.12 * max(0, len(shown) - 6)) as fig:
+        ax = fig.subplots()
+        for n, j in enumerate(shown):
+            fpr, tpr, _ = roc_curve(labels[:, j], probs[:, j])
+            ax.plot(fpr, tpr, color=COLORS[n % len(COLORS)], lw=1.2,
+                    ls="-" if n < len(COLORS) else ":",
+                    label=f"{textwrap.shorten(names[j], 24)} ({auc(fpr, tpr):.3f})")
+        ax.plot([0, 1], [0, 1], color="0.6", ls="--", lw=1)
+        ax.set_xlim(0, 1)
+        ax.set_ylim(0, 1.01)
+        ax.set_aspect("equal")
+        ax.set_xlabel("false positive rate")
+        ax.set_ylabel("true positive rate")
+        ax.set_title("ROC per label (test)")
+        ax.legend(loc="lower right", fontsize=6 if len(shown) > 6 else 8)
         return to_svg(fig)
 
 

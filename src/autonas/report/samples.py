@@ -31,15 +31,18 @@ def write_samples(path: str | Path, data: Any, per_class: int = PER_CLASS,
         x = x.detach().cpu().numpy() if hasattr(x, "detach") else np.asarray(x)
         y = y.detach().cpu().numpy() if hasattr(y, "detach") else np.asarray(y)
         rng = np.random.default_rng(seed)
-        picks = []
+        picks, shown = [], []
         for c in range(len(data.class_names)):
-            idx = np.flatnonzero(y == c)
-            picks.extend(sorted(rng.choice(idx, size=min(per_class, len(idx)), replace=False)))
+            # multi-label: images that carry label c (shown under it; they may carry others)
+            idx = np.flatnonzero(y[:, c] == 1) if y.ndim == 2 else np.flatnonzero(y == c)
+            chosen = sorted(rng.choice(idx, size=min(per_class, len(idx)), replace=False))
+            picks.extend(chosen)
+            shown.extend([c] * len(chosen))
         picks_arr = np.asarray(picks, dtype=np.int64)
         images = np.stack([_thumbnail(to_uint8(x[i])) for i in picks_arr]) if len(picks) else \
             np.zeros((0, *x.shape[1:]), dtype=np.uint8)
         tmp = path.with_name(f".{path.name}.tmp.npz")
-        np.savez_compressed(tmp, images=images, labels=y[picks_arr].astype(np.int64),
+        np.savez_compressed(tmp, images=images, labels=np.asarray(shown, dtype=np.int64),
                             class_names=np.asarray([str(n) for n in data.class_names]))
         os.replace(tmp, path)
         return path

@@ -10,6 +10,7 @@ still takes seconds, not minutes. The point estimates equal ``metrics.json``'s.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -28,17 +29,22 @@ class Interval:
 
 
 def bootstrap_ci(labels: np.ndarray, probs: np.ndarray, *, n_resamples: int = 1000,
-                 confidence: float = 0.95, seed: int = 0,
-                 chunk: int = 100) -> dict[str, Interval]:
+                 confidence: float = 0.95, seed: int = 0, chunk: int = 100,
+                 thresholds: list[float] | None = None) -> dict[str, Interval]:
     """Percentile intervals for ``accuracy``, ``auc`` and ``loss`` (seeded, reproducible).
 
     AUC is binary (positive class 1) for two classes and the macro one-vs-rest mean over the
     classes present otherwise, as in ``training.metrics.auc_roc``; resamples where it is
-    undefined (a single class drawn) are left out of its interval.
+    undefined (a single class drawn) are left out of its interval. (N, L) multi-label
+    ``labels`` resample images (rows): accuracy over labels at ``thresholds`` (0.5 each
+    unless given), mean binary cross-entropy, mean of the per-label AUCs.
     """
-    y = np.asarray(labels, dtype=np.int64).reshape(-1)
+    y = np.asarray(labels, dtype=np.int64)
     p = np.asarray(probs, dtype=np.float64)
-    if p.ndim != 2 or len(y) != len(p):
+    multi_label = y.ndim == 2
+    if not multi_label:
+        y = y.reshape(-1)
+    if p.ndim != 2 or len(y) != len(p) or (multi_label and y.shape != p.shape):
         raise ValueError(f"labels {y.shape} and probabilities {p.shape} do not match")
     if not 0.0 < confidence < 1.0:
         raise ValueError(f"confidence must be in (0, 1), got {confidence}")
@@ -46,9 +52,16 @@ def bootstrap_ci(labels: np.ndarray, probs: np.ndarray, *, n_resamples: int = 10
     if n == 0:
         empty = Interval(None, None, None)
         return {"accuracy": empty, "auc": empty, "loss": empty}
-    correct = (p.argmax(axis=1) == y).astype(np.float64)
-    nll = per_sample_log_loss(y, p)
-    auc = _WeightedAuc(y, p)
+    if multi_label:
+        thr = np.full(p.shape[1], 0.5) if thresholds is None else np.asarray(thresholds)
+        correct = ((p >= thr[None, :]) == (y == 1)).mean(axis=1)
+        q = np.clip(p, PROB_FLOOR, 1 - PROB_FLOOR)
+        nll = -(y * np.log(q) + (1 - y) * np.log(1 - q)).mean(axis=1)
+        auc: _WeightedAuc | _LabelAuc = _LabelAuc(y, p)
+    else:
+        correct = (p.argmax(axis=1) == y).astype(np.float64)
+        nll = per_sample_log_loss(y, p)
+        auc = _WeightedAuc(y, p)
 
     ones = np.ones((1, n))
     point = {"accuracy": float(correct.mean()), "loss": float(nll.mean()),
@@ -124,3 +137,20 @@ class _WeightedAuc:
             mean = np.nanmean(np.where(np.isfinite(stacked), stacked, np.nan), axis=1) \
                 if stacked.size else np.full(len(weights), np.nan)
         return np.where(n_present >= 2, mean, np.nan)
+
+
+class _LabelAuc:
+    """Mean over labels of the weighted binary AUC of each (labels undefined in a resample
+    are left out of its mean), as ``training.metrics.multilabel_metrics`` averages them."""
+
+    def __init__(self, y: np.ndarray, p: np.ndarray) -> None:
+        self.labels = [_WeightedAuc(y[:, j], np.stack([1 - p[:, j], p[:, j]], axis=1))
+                       for j in range(y.shape[1]) if 0 < y[:, j].sum() < len(y)]
+
+    def __call__(self, weights: np.ndarray) -> np.ndarray:
+        if not self.labels:
+            return np.full(len(weights), np.nan)
+        stacked = np.stack([auc(weights) for auc in self.labels], axis=1)
+        with np.errstate(invalid="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN rows stay NaN
+            return np.nanmean(stacked, axis=1)
