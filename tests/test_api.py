@@ -71,8 +71,9 @@ def test_predictions_shapes_and_labels(fitted: ImageClassifier, data) -> None:
     assert np.array_equal(labels, fitted.classes_[probs.argmax(1)])
     # the task is easy: the labels must come back right, not swapped
     assert (labels == y).mean() >= 0.8
-    metrics = fitted.evaluate(x, y)
+    metrics = fitted.evaluate(x, y, return_dict=True)
     assert set(metrics) == {"loss", "accuracy", "auc"}
+    assert fitted.evaluate(x, y) == [metrics["loss"], metrics["accuracy"]]  # Keras' default
     assert metrics["accuracy"] == pytest.approx((labels == y).mean())
     assert metrics["auc"] >= 0.8 and metrics["loss"] > 0
     assert fitted.score(x, y) == pytest.approx(metrics["accuracy"])
@@ -98,7 +99,7 @@ def test_integer_labels_round_trip(data) -> None:
     assert clf.classes_.tolist() == [4, 7] and clf.classes_.dtype == np.uint8
     pred = clf.predict(data["test"][0])
     assert pred.dtype == np.uint8 and set(pred) <= {4, 7}
-    assert set(clf.evaluate(x, y_int)) == {"loss", "accuracy", "auc"}
+    assert set(clf.evaluate(x, y_int, return_dict=True)) == {"loss", "accuracy", "auc"}
 
 
 def test_files_pil_images_and_datasets(data, tmp_path: Path) -> None:
@@ -123,7 +124,7 @@ def test_files_pil_images_and_datasets(data, tmp_path: Path) -> None:
     clf2 = ImageClassifier(**TINY).fit(Pairs(), epochs=1)
     assert clf2.classes_.tolist() == [0, 1]
     assert clf2.predict_proba(Pairs()).shape == (64, 2)
-    assert set(clf2.evaluate(Pairs())) == {"loss", "accuracy", "auc"}
+    assert len(clf2.evaluate(Pairs())) == 2
 
 
 def test_summary(fitted: ImageClassifier) -> None:
@@ -234,7 +235,9 @@ def test_directory_overwrite_and_reuse(data, tmp_path: Path) -> None:
     x, y = data["train"]
     run = tmp_path / "run"
     first = ImageClassifier(directory=run, **TINY).fit(x, y, epochs=1)
-    assert (run / "model.pt").is_file() and (run / "classifier.json").is_file()
+    project = run / "image_classifier"  # directory/project_name, as AutoKeras lays it out
+    assert first.run_dir_ == project
+    assert (project / "model.pt").is_file() and (project / "classifier.json").is_file()
     start = time.monotonic()
     again = ImageClassifier(directory=run, **TINY).fit(x, y, epochs=1)  # same data: loaded
     assert time.monotonic() - start < 5.0
@@ -242,11 +245,12 @@ def test_directory_overwrite_and_reuse(data, tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="other data"):
         ImageClassifier(directory=run, **TINY).fit(x[:40], y[:40], epochs=1)
     ImageClassifier(directory=run, overwrite=True, **TINY).fit(x[:40], y[:40], epochs=1)
-    (tmp_path / "mine").mkdir()
-    (tmp_path / "mine" / "thesis.tex").write_text("precious")
+    (tmp_path / "mine" / "thesis").mkdir(parents=True)
+    (tmp_path / "mine" / "thesis" / "thesis.tex").write_text("precious")
     with pytest.raises(ConfigError, match="not an autonas run"):
-        ImageClassifier(directory=tmp_path / "mine", overwrite=True, **TINY).fit(x, y)
-    assert (tmp_path / "mine" / "thesis.tex").is_file()
+        ImageClassifier(directory=tmp_path / "mine", project_name="thesis", overwrite=True,
+                        **TINY).fit(x, y)
+    assert (tmp_path / "mine" / "thesis" / "thesis.tex").is_file()
 
 
 # ----------------------------------------------------------------------------- failures
@@ -365,10 +369,10 @@ def test_ctrl_c_in_retraining_keeps_the_best_epoch(data, tmp_path, monkeypatch) 
     with pytest.warns(RuntimeWarning, match="interrupted"):
         clf = ImageClassifier(directory=run, **TINY).fit(x, y, epochs=5)
     assert clf.interrupted_
-    assert json.loads((run / "model.json").read_text())["epochs"] == 2
+    assert json.loads((run / "image_classifier" / "model.json").read_text())["epochs"] == 2
     probs = clf.predict_proba(data["test"][0])
     assert np.allclose(probs.sum(1), 1.0, atol=1e-5)
-    assert json.loads((run / "status.json").read_text())["retrain"]["state"] == "interrupted"
+    assert json.loads((run / "image_classifier" / "status.json").read_text())["retrain"]["state"] == "interrupted"
 
     monkeypatch.setattr(trainer, "train_epoch", real)
     with warnings.catch_warnings(record=True) as caught:
@@ -376,8 +380,8 @@ def test_ctrl_c_in_retraining_keeps_the_best_epoch(data, tmp_path, monkeypatch) 
         resumed = ImageClassifier(directory=run, **TINY).fit(x, y, epochs=5)
     assert not [w for w in caught if "interrupted" in str(w.message)]
     assert not resumed.interrupted_
-    assert json.loads((run / "status.json").read_text())["retrain"]["state"] == "done"
-    history = (run / "retrain" / "history.jsonl").read_text().splitlines()
+    assert json.loads((run / "image_classifier" / "status.json").read_text())["retrain"]["state"] == "done"
+    history = (run / "image_classifier" / "retrain" / "history.jsonl").read_text().splitlines()
     assert [json.loads(r)["epoch"] for r in history] == [0, 1, 2, 3, 4]
 
 

@@ -30,6 +30,13 @@ import numpy as np
 import torch
 from sklearn.base import BaseEstimator, ClassifierMixin
 
+from .classifier.callbacks import CallbackStop, console_quiet, epoch_hook, verbosity
+from .classifier.label_sets import (
+    decode_label_sets,
+    encode_label_sets,
+    fit_label_sets,
+    looks_multi_label,
+)
 from .config import RunConfig
 from .data import ImageData, Normalizer, split_indices
 from .data.folder import RESIZE_MODES
@@ -47,16 +54,18 @@ from .pipeline import (
 )
 from .run import RunDir, get_logger
 from .spaces import BuildSpec, available_spaces, make_space
+from .spaces.base import build_network
 from .strategies import available_strategies, make_strategy
 from .training.budget import Deadline, parse_duration
 from .training.device import resolve_device
-from .training.metrics import classification_metrics
+from .training.loop import predict_proba as predict_network
+from .training.metrics import choose_thresholds, classification_metrics
 from .training.trainer import TrainConfig, fit
 
 OBJECTIVES = {"val_auc": "auc", "val_accuracy": "accuracy", "val_loss": "loss",
               "auc": "auc", "accuracy": "accuracy", "loss": "loss"}
 LOSSES = {"auto": "ce", "ce": "ce", "cross_entropy": "ce", "categorical_crossentropy": "ce",
-          "focal": "focal"}
+          "binary_crossentropy": "ce", "focal": "focal", "coral": "coral"}
 MULTI_TRIAL_PREFERENCE = ("evolution", "tpe", "random")
 """strategy='auto' with max_trials: the first of these that is registered."""
 ONE_SHOT_DEFAULT = "darts"
@@ -67,6 +76,8 @@ FINAL_FIT_SHARE = 0.35
 """With final_fit, the share of the time limit kept for refitting on train + validation."""
 PREDICT_BATCH = 256
 STATE_FILE = "classifier.json"
+DEFAULT_VALIDATION_SPLIT = 0.2
+"""As AutoKeras: the share of ``x`` held out for validation when no validation_data."""
 
 
 def _finish_reserve(seconds: float) -> float:
@@ -90,9 +101,18 @@ class ImageClassifier(ClassifierMixin, BaseEstimator):
     loss: ``'auto'`` (cross-entropy), ``'ce'`` or ``'focal'``.
     class_weight: None, ``'balanced'`` or a dict {label: weight} (missing labels weigh 1).
     seed, device: the random seed; ``'auto'``, ``'cpu'`` or ``'cuda'``.
-    directory: the run folder (None: a temporary one, deleted with the classifier).
+    directory, project_name: the run folder is ``directory/project_name`` (as AutoKeras
+        lays out its folders; None: a temporary one, deleted with the classifier).
         ``overwrite=False`` on a folder holding an earlier fit of the same data continues
         it (a finished one is loaded as is); ``overwrite=True`` starts afresh.
+    num_classes: the number of classes (or labels) expected in ``y``; a mismatch is an
+        error rather than a silently different model. None: as found.
+    multi_label: True for several labels per image (``y`` (N, L) 0/1 or a list of class
+        names per image; sigmoid outputs, per-label thresholds chosen on validation);
+        None: detected from ``y``.
+    max_model_size: a cap on the network's parameters: a constraint of a multi-trial
+        search (``max_params``); after a one-shot search the retrained network is narrowed
+        (fewer channels) until it fits, else fit stops with an error.
     final_fit: after selecting the epoch count on the validation split, train once more
         on train + validation for that many epochs (takes ~35% of the time limit).
     image_size: side of the square images files / PIL images are resized to (None: keep
@@ -100,7 +120,8 @@ class ImageClassifier(ClassifierMixin, BaseEstimator):
     resize: ``'crop'`` (centre square) or ``'pad'`` for files / PIL images.
     search_options, space_options, network, train_options: advanced options, the
         ``search``, ``space_options``, ``network`` and ``train`` sections of a run config.
-    verbose: log progress to the console.
+    verbose: 1 logs progress to the console, 0 is silent (warnings only); fit's own
+        ``verbose`` overrides it for one call.
     """
 
     def __init__(self, max_trials: int | None = None, time_limit: float | str | None = "10m",
@@ -112,7 +133,9 @@ class ImageClassifier(ClassifierMixin, BaseEstimator):
                  image_size: int | None = None, resize: str = "crop",
                  search_options: dict | None = None, space_options: dict | None = None,
                  network: dict | None = None, train_options: dict | None = None,
-                 verbose: bool = True) -> None:
+                 verbose: int | bool = 1, num_classes: int | None = None,
+                 multi_label: bool | None = None, project_name: str = "image_classifier",
+                 max_model_size: int | None = None) -> None:
         self.max_trials = max_trials
         self.time_limit = time_limit
         self.strategy = strategy
@@ -132,36 +155,79 @@ class ImageClassifier(ClassifierMixin, BaseEstimator):
         self.network = network
         self.train_options = train_options
         self.verbose = verbose
+        self.num_classes = num_classes
+        self.multi_label = multi_label
+        self.project_name = project_name
+        self.max_model_size = max_model_size
 
     # ------------------------------------------------------------------------------ fit
     def fit(self, x: Any, y: Any = None, validation_data: tuple[Any, Any] | None = None,
-            validation_split: float = 0.15, epochs: int | None = None) -> ImageClassifier:
+            validation_split: float = DEFAULT_VALIDATION_SPLIT, epochs: int | None = None,
+            batch_size: int | None = None, callbacks: Any = None,
+            verbose: int | bool | None = None) -> ImageClassifier:
         """Search an architecture and retrain it on ``x, y`` within ``time_limit``.
 
         ``x``: numpy array or tensor (N,H,W), (N,H,W,C) or (N,C,H,W), uint8 or float; a
         torch Dataset of (image, label) items; or a list of PIL images or file paths.
-        ``y``: one label per image, ints or strings (``classes_`` keeps them sorted).
-        Without ``validation_data``, a stratified ``validation_split`` of ``x`` is held out.
-        ``epochs``: retraining epochs (None: as many as the time limit allows).
+        ``y``: one label per image, ints or strings (``classes_`` keeps them sorted); for
+        multi-label data (N, L) 0/1 columns or a list of class names per image.
+        Without ``validation_data``, a stratified ``validation_split`` (0.2, as AutoKeras)
+        of ``x`` is held out.
+        ``epochs``: as in AutoKeras, the training epochs of every candidate and of the
+        final network: a multi-trial search trains each trial for at most ``epochs``
+        (its ``trial_epochs`` when smaller), and the retraining runs ``epochs`` (None: as
+        many as the time limit allows). A one-shot search's supernet epochs are its own.
+        ``batch_size``: of the search and of every training (None: the defaults).
+        ``callbacks``: objects with ``on_epoch_end(epoch, logs)`` or callables
+        ``f(epoch, logs)``, called after every retraining epoch; one that raises stops the
+        fit, keeping the best network so far (``stopped_by_`` says why).
+        ``verbose``: 0 silent, 1 progress (None: the constructor's).
         """
+        quiet = verbosity(self.verbose if verbose is None else verbose) == 0
+        with console_quiet(quiet):
+            return self._fit(x, y, validation_data, validation_split, epochs, batch_size,
+                             epoch_hook(callbacks), quiet)
+
+    def _fit(self, x: Any, y: Any, validation_data: tuple[Any, Any] | None,
+             validation_split: float, epochs: int | None, batch_size: int | None,
+             on_epoch: Callable[[int, dict[str, Any]], None] | None,
+             quiet: bool) -> ImageClassifier:
         started = time.monotonic()
         limit = parse_duration(self.time_limit)
         if limit is None and self.max_trials is None and epochs is None:
             get_logger().warning("no time_limit, max_trials or epochs: fit runs until the "
                                  "strategy's own epoch counts end")
-        if self.verbose:
+        if batch_size is not None and int(batch_size) < 1:
+            raise ConfigError(f"batch_size must be >= 1, got {batch_size}")
+        if not quiet:
             from .ui import setup_console_logging
 
             setup_console_logging()
-        images, labels, spec = read_inputs(x, y, fitting=True, image_size=self.image_size,
-                                             resize=self.resize)
-        classes, y_idx = encode_fit_labels(labels)
+        multi_label = self._is_multi_label(y)
+        if multi_label:
+            images, _, spec = read_inputs(x, None, fitting=False, image_size=self.image_size,
+                                          resize=self.resize)
+            classes, y_idx, label_kind = fit_label_sets(y, len(images), self.num_classes)
+        else:
+            y = _one_hot_to_index(y) if self.multi_label is None else y
+            images, labels, spec = read_inputs(x, y, fitting=True, image_size=self.image_size,
+                                               resize=self.resize)
+            classes, y_idx = encode_fit_labels(labels)
+            label_kind = "single"
+        self._check_num_classes(classes)
         if validation_data is not None:
             if len(validation_data) != 2:
                 raise DataError("validation_data must be a pair (x_val, y_val)")
-            val_images, val_labels, _ = read_inputs(*validation_data, fitting=False, spec=spec)
+            x_val, y_val = validation_data
+            if multi_label:
+                val_images, _, _ = read_inputs(x_val, None, fitting=False, spec=spec)
+                val_y = encode_label_sets(y_val, classes, label_kind, len(val_images))
+            else:
+                val_images, val_labels, _ = read_inputs(x_val, y_val, fitting=False,
+                                                        spec=spec)
+                val_y = encode_labels(val_labels, classes)
             train = (images, torch.as_tensor(y_idx))
-            val = (val_images, torch.as_tensor(encode_labels(val_labels, classes)))
+            val = (val_images, torch.as_tensor(val_y))
         else:
             if not 0.0 < validation_split < 1.0:
                 raise ConfigError(f"validation_split must be between 0 and 1, got "
@@ -172,15 +238,18 @@ class ImageClassifier(ClassifierMixin, BaseEstimator):
                                 "validation_data or more images")
             yt = torch.as_tensor(y_idx)
             train, val = (images[keep], yt[keep]), (images[held], yt[held])
-        data = self._dataset(train, val, classes)
+        data = self._dataset(train, val, classes, multi_label)
         device = resolve_device(self.device)
-        cfg = self._config(data, classes, epochs, limit)
+        cfg = self._config(data, classes, epochs, limit, batch_size)
 
         self.classes_ = classes
+        self.multi_label_ = multi_label
+        self.label_kind_ = label_kind
         self.input_spec_ = spec
         self.device_ = device
         self.failures_: list[dict[str, Any]] = []
         self.interrupted_ = False
+        self.stopped_by_: str | None = None
         deadline = Deadline(None if limit is None else started + limit)
         run, resume = self._open_run(data)
         self.run_dir_ = run.path
@@ -195,33 +264,68 @@ class ImageClassifier(ClassifierMixin, BaseEstimator):
             get_logger().info("%s holds a finished fit of this data: loading it", run.path)
         else:
             run.write_json(STATE_FILE, self._state(data, cfg, fitted=False))
-            self._run_pipeline(cfg, run, data, pipeline_end, resume)
+            self._run_pipeline(cfg, run, data, pipeline_end, resume, on_epoch)
         self._load_run(run, cfg)
-        if self.final_fit and not self.interrupted_ and "final_fit" not in self.model_meta_:
+        if multi_label and "thresholds" not in self.model_meta_:
+            self._choose_thresholds(run, data)
+        if self.final_fit and not self.interrupted_ and self.stopped_by_ is None \
+                and "final_fit" not in self.model_meta_:
             self._final_fit(cfg, run, data, Deadline(None if deadline.at is None
-                                                     else deadline.at - finish))
+                                                     else deadline.at - finish), on_epoch)
         run.write_json(STATE_FILE, self._state(data, cfg, fitted=True))
         self.fit_seconds_ = time.monotonic() - started
         return self
 
+    def _is_multi_label(self, y: Any) -> bool:
+        if self.multi_label is None:
+            return looks_multi_label(y) and not _is_one_hot(y)
+        return bool(self.multi_label)
+
+    def _check_num_classes(self, classes: np.ndarray) -> None:
+        if self.num_classes is not None and int(self.num_classes) != len(classes):
+            raise DataError(f"num_classes={self.num_classes}, but y holds {len(classes)} "
+                            f"classes ({list(classes)[:10]}); pass the matching number or "
+                            "leave num_classes=None")
+
+    def _choose_thresholds(self, run: RunDir, data: ImageData) -> None:
+        """Per-label decision thresholds on the validation split, kept with the model."""
+        probs = predict_network(self.model_.network, data.val_x,
+                                normalizer=_normalizer_of(self.model_), device=self.device_,
+                                head="sigmoid")
+        thresholds = choose_thresholds(data.val_y.numpy(), probs)
+        self.model_meta_ = {**self.model_meta_, "thresholds": thresholds}
+        run.write_json("model.json", self.model_meta_)
+
     def _run_pipeline(self, cfg: RunConfig, run: RunDir, data: ImageData, end: Deadline,
-                      resume: bool) -> None:
+                      resume: bool, on_epoch: Callable[[int, dict[str, Any]], None] | None = None
+                      ) -> None:
         """Search + retrain; a failing search falls back to its best-so-far architecture,
-        Ctrl-C to the best epoch so far (``interrupted_``)."""
+        Ctrl-C to the best epoch so far (``interrupted_``), a raising callback likewise
+        (``stopped_by_``)."""
         log = get_logger()
         phases = ("search", "retrain")
         try:
             try:
-                execute(cfg, run, phases, resume=resume, data=data,
-                        budget_seconds=_seconds_left(end))
-            except (AutonasError, RunInterrupted, KeyboardInterrupt):
+                if self._size_check_needed(cfg):
+                    self._search_within_size(cfg, run, data, end, resume, on_epoch)
+                else:
+                    execute(cfg, run, phases, resume=resume, data=data,
+                            budget_seconds=_seconds_left(end), on_epoch=on_epoch)
+            except (AutonasError, RunInterrupted, KeyboardInterrupt, CallbackStop):
                 raise
             except Exception as exc:
                 if run.phase_state("search") != "failed":
                     raise
                 arch = self._fallback_architecture(cfg, run, exc)
                 execute(cfg, run, ("retrain",), resume=True, arch=arch, data=data,
-                        budget_seconds=_seconds_left(end))
+                        budget_seconds=_seconds_left(end), on_epoch=on_epoch)
+        except CallbackStop as stop:
+            if not self._best_so_far(cfg, run, data):
+                raise stop.error from None
+            self.stopped_by_ = str(stop)
+            message = f"a callback stopped the fit ({stop}): using the best network so far"
+            warnings.warn(message, RuntimeWarning, stacklevel=3)
+            log.warning(message)
         except (RunInterrupted, KeyboardInterrupt):
             how = ("pass directory=... to be able to continue an interrupted fit"
                    if self.directory is None else
@@ -234,6 +338,41 @@ class ImageClassifier(ClassifierMixin, BaseEstimator):
             warnings.warn(message, RuntimeWarning, stacklevel=3)
             log.warning(message)
             self.interrupted_ = True
+
+    def _size_check_needed(self, cfg: RunConfig) -> bool:
+        """A parameter cap that the search itself does not enforce (one-shot strategies)."""
+        return self.max_model_size is not None and "max_params" not in cfg.search
+
+    def _search_within_size(self, cfg: RunConfig, run: RunDir, data: ImageData, end: Deadline,
+                            resume: bool, on_epoch: Callable[[int, dict[str, Any]], None] | None
+                            ) -> None:
+        """Search, then retrain the derived architecture at the largest width (network
+        channels, halved from the configured one) under ``max_model_size``."""
+        left = _seconds_left(end)
+        if not (resume and run.phase_state("search") == "done"):
+            execute(cfg, run, ("search",), resume=resume, data=data,
+                    budget_seconds=None if left is None else cfg.search_fraction * left)
+        space = make_space(cfg.space, **cfg.space_options)
+        arch = space.validate(read_architecture(run))
+        cap = int(self.max_model_size)  # type: ignore[arg-type]
+        while True:
+            spec = build_spec(cfg, data)
+            params = sum(p.numel() for p in build_network(space, arch, spec).parameters())
+            if params <= cap:
+                break
+            if cfg.network.channels <= 4:
+                raise ConfigError(
+                    f"the searched architecture has {params:,} parameters at its narrowest "
+                    f"(4 channels), over max_model_size={cap:,}; raise max_model_size, or "
+                    "use a multi-trial strategy (max_trials=...), which never trains a "
+                    "candidate over the cap")
+            narrower = max(4, cfg.network.channels // 2 // 2 * 2)
+            get_logger().warning("the searched network has %s parameters, over "
+                                 "max_model_size=%s: narrowing it from %d to %d channels",
+                                 f"{params:,}", f"{cap:,}", cfg.network.channels, narrower)
+            cfg.network.channels = narrower
+        execute(cfg, run, ("retrain",), resume=resume, arch=arch, data=data,
+                budget_seconds=_seconds_left(end), on_epoch=on_epoch)
 
     def _fallback_architecture(self, cfg: RunConfig, run: RunDir, exc: Exception
                                ) -> dict[str, Any]:
@@ -281,7 +420,8 @@ class ImageClassifier(ClassifierMixin, BaseEstimator):
         })
         return True
 
-    def _final_fit(self, cfg: RunConfig, run: RunDir, data: ImageData, end: Deadline) -> None:
+    def _final_fit(self, cfg: RunConfig, run: RunDir, data: ImageData, end: Deadline,
+                   on_epoch: Callable[[int, dict[str, Any]], None] | None = None) -> None:
         """Retrain on train + validation for the epoch count validation selected."""
         meta = run.read_json("model.json")
         selected = epochs = int(meta["best_epoch"]) + 1
@@ -302,15 +442,19 @@ class ImageClassifier(ClassifierMixin, BaseEstimator):
                              class_names=data.class_names, task=data.task, hflip=data.hflip,
                              vflip=data.vflip)
         space = make_space(meta["space"], **meta["space_options"])
-        model = space.build(meta["arch"], BuildSpec(**meta["build"])).to(self.device_)
+        model = build_network(space, meta["arch"], BuildSpec(**meta["build"])).to(self.device_)
         normalizer = Normalizer.fit(both_x)
         train = TrainConfig.from_dict({**asdict(cfg.train), "epochs": epochs})
         try:
             result = fit(model, combined, train, deadline=end, device=self.device_,
-                         seed=cfg.seed, run=run, prefix="final_fit", normalizer=normalizer)
-        except KeyboardInterrupt:
-            warnings.warn("final fit interrupted: keeping the network trained on the "
-                          "training split", RuntimeWarning, stacklevel=3)
+                         seed=cfg.seed, run=run, prefix="final_fit", normalizer=normalizer,
+                         on_epoch=on_epoch)
+        except (KeyboardInterrupt, CallbackStop) as exc:
+            if isinstance(exc, CallbackStop):
+                self.stopped_by_ = str(exc)
+            how = "stopped by a callback" if self.stopped_by_ else "interrupted"
+            warnings.warn(f"final fit {how}: keeping the network trained on the training "
+                          "split", RuntimeWarning, stacklevel=3)
             return
         if result.state_dict is None or result.epochs < epochs:
             warnings.warn(f"the time limit cut the final fit after {result.epochs} of {epochs} "
@@ -326,7 +470,7 @@ class ImageClassifier(ClassifierMixin, BaseEstimator):
 
     # -------------------------------------------------------------------- configuration
     def _config(self, data: ImageData, classes: np.ndarray, epochs: int | None,
-                limit: float | None) -> RunConfig:
+                limit: float | None, batch_size: int | None = None) -> RunConfig:
         objective = OBJECTIVES.get(str(self.objective))
         if objective is None:
             raise ConfigError(f"objective must be one of val_auc, val_accuracy, val_loss; got "
@@ -347,14 +491,29 @@ class ImageClassifier(ClassifierMixin, BaseEstimator):
             search["max_trials"] = int(self.max_trials)
         if "objective" in known:
             search["objective"] = objective
-        if "loss" in known:
-            search["loss"] = loss
+        if "loss" in known:  # a supernet searches with cross-entropy for an ordinal head
+            search["loss"] = "ce" if loss == "coral" else loss
         if "class_weights" in known:
             search["class_weights"] = weights
         elif "train" in known:
             search["train"] = {"loss": loss, "class_weights": weights}
+        if batch_size is not None:
+            if "batch_size" in known:
+                search["batch_size"] = int(batch_size)
+            if "train" in known:
+                search.setdefault("train", {})["batch_size"] = int(batch_size)
+        if epochs is not None and "trial_epochs" in known:
+            default = make_strategy(strategy, space).options().get("trial_epochs")
+            search["trial_epochs"] = min(int(epochs), int(default or epochs))
+        if self.max_model_size is not None:
+            if int(self.max_model_size) < 1:
+                raise ConfigError(f"max_model_size must be a positive parameter count, got "
+                                  f"{self.max_model_size}")
+            if "max_params" in known:
+                search["max_params"] = int(self.max_model_size)
         search.update(self.search_options or {})
         train = {"objective": objective, "loss": loss, "class_weights": weights,
+                 **({"batch_size": int(batch_size)} if batch_size is not None else {}),
                  **(self.train_options or {})}
         if epochs is not None or "epochs" not in train:
             train["epochs"] = epochs  # fit's argument wins over train_options
@@ -419,7 +578,7 @@ class ImageClassifier(ClassifierMixin, BaseEstimator):
             path = Path(tempfile.mkdtemp(prefix="autonas-classifier-"))
             self._cleanup = weakref.finalize(self, shutil.rmtree, str(path), True)
             return RunDir(path), False
-        path = Path(self.directory).expanduser()
+        path = Path(self.directory).expanduser() / _project_folder(self.project_name)
         if path.exists() and any(path.iterdir()):
             is_run = any((path / f).exists() for f in ("config.yaml", "status.json", STATE_FILE))
             if not is_run:
@@ -451,13 +610,15 @@ class ImageClassifier(ClassifierMixin, BaseEstimator):
         self.val_metrics_ = history[best]["val"] if 0 <= best < len(history) else {}
         self.strategy_ = cfg.strategy
         self.search_space_ = cfg.space
-        meta = {**meta, "input": self.input_spec_, "classes": _classes_json(self.classes_)}
+        meta = {**meta, "input": self.input_spec_, "classes": _classes_json(self.classes_),
+                "label_kind": self.label_kind_}
         run.write_json("model.json", meta)
         self.model_meta_ = meta
 
     def _set_model(self, network: torch.nn.Module, normalizer: Normalizer,
                    meta: dict[str, Any]) -> None:
-        self.model_ = ImageModel(network, normalizer, meta["build"]["in_channels"]).to(
+        self.model_ = ImageModel(network, normalizer, meta["build"]["in_channels"],
+                                 head=meta["build"].get("head", "softmax")).to(
             self.device_).eval()
         self.architecture_ = meta["arch"]
 
@@ -465,23 +626,27 @@ class ImageClassifier(ClassifierMixin, BaseEstimator):
         state = {"fingerprint": _fingerprint(data), "fitted": fitted,
                  "params": _json_params(self.get_params()), "config": cfg.to_dict(),
                  "classes": _classes_json(self.classes_), "input": self.input_spec_,
-                 "failures": self.failures_, "interrupted": getattr(self, "interrupted_", False)}
+                 "label_kind": self.label_kind_, "failures": self.failures_,
+                 "interrupted": getattr(self, "interrupted_", False),
+                 "stopped_by": getattr(self, "stopped_by_", None)}
         if fitted:
             state["val_metrics"] = self.val_metrics_
         return state
 
     def _dataset(self, train: tuple[torch.Tensor, torch.Tensor],
-                 val: tuple[torch.Tensor, torch.Tensor], classes: np.ndarray) -> ImageData:
+                 val: tuple[torch.Tensor, torch.Tensor], classes: np.ndarray,
+                 multi_label: bool = False) -> ImageData:
         out, _ = validate_arrays({"train": train, "val": val}, n_classes=len(classes),
-                                 where="ImageClassifier")
-        x, _ = out["train"]
+                                 where="ImageClassifier", multi_label=multi_label)
+        x, y = out["train"]
         empty_x = x.new_zeros((0, *x.shape[1:]))
+        task = "multi-label" if multi_label else (
+            "binary-class" if len(classes) == 2 else "multi-class")
         return ImageData(
-            name="ImageClassifier", train_x=x, train_y=out["train"][1],
+            name="ImageClassifier", train_x=x, train_y=y,
             val_x=out["val"][0], val_y=out["val"][1], test_x=empty_x,
-            test_y=torch.zeros(0, dtype=torch.int64),
-            class_names=[str(c) for c in classes],
-            task="binary-class" if len(classes) == 2 else "multi-class",
+            test_y=y.new_zeros((0, *y.shape[1:])),
+            class_names=[str(c) for c in classes], task=task,
             info={"source": "ImageClassifier.fit"})
 
     # -------------------------------------------------------------------- inference
@@ -493,7 +658,8 @@ class ImageClassifier(ClassifierMixin, BaseEstimator):
                                  "ImageClassifier.load) first")
 
     def predict_proba(self, x: Any) -> np.ndarray:
-        """Class probabilities (N, n_classes), columns in the order of ``classes_``."""
+        """Class probabilities (N, n_classes), columns in the order of ``classes_``; for a
+        multi-label model, independent per-label probabilities (N, n_labels)."""
         self._check_fitted()
         images, _, _ = read_inputs(x, None, fitting=False, spec=self.input_spec_)
         outs = []
@@ -504,36 +670,77 @@ class ImageClassifier(ClassifierMixin, BaseEstimator):
         return torch.cat(outs).numpy() if outs else np.zeros((0, len(self.classes_)))
 
     def score(self, x: Any, y: Any, sample_weight: Any = None) -> float:
-        """Accuracy of ``predict(x)`` (labels may be (N,) or (N, 1), like in fit)."""
+        """Accuracy of ``predict(x)`` (labels may be (N,) or (N, 1), like in fit; for a
+        multi-label model, the share of labels predicted right)."""
         from sklearn.metrics import accuracy_score
 
+        if self._is_fitted_multi_label():
+            probs = self.predict_proba(x)
+            truth = encode_label_sets(y, self.classes_, self.label_kind_, len(probs))
+            right = (self._decide(probs) == truth).mean(axis=1)
+            return float(np.average(right, weights=sample_weight))
         pred = self.predict(x)
         return float(accuracy_score(as_labels(y, len(pred)), pred, sample_weight=sample_weight))
 
-    def predict(self, x: Any) -> np.ndarray:
-        """Labels, in the form ``y`` had in fit."""
+    def predict(self, x: Any) -> Any:
+        """Labels, in the form ``y`` had in fit; for a multi-label model the label sets: an
+        (N, L) 0/1 array, or a list of class names per image, using the per-label
+        thresholds chosen on the validation split (``thresholds_``)."""
         probs = self.predict_proba(x)
+        if self._is_fitted_multi_label():
+            return decode_label_sets(self._decide(probs), self.classes_, self.label_kind_)
         return self.classes_[probs.argmax(axis=1)]
 
-    def evaluate(self, x: Any, y: Any = None) -> dict[str, float]:
-        """{'loss', 'accuracy', 'auc'} on ``x, y`` (AUC-ROC: one-vs-rest macro for more
-        than 2 classes; NaN when ``y`` holds a single class)."""
+    @property
+    def thresholds_(self) -> list[float] | None:
+        """Per-label decision thresholds of a multi-label model (None otherwise)."""
         self._check_fitted()
-        images, labels, _ = read_inputs(x, y, fitting=False, spec=self.input_spec_)
-        if labels is None:
+        if not self._is_fitted_multi_label():
+            return None
+        return list(self.model_meta_.get("thresholds") or [0.5] * len(self.classes_))
+
+    def _decide(self, probs: np.ndarray) -> np.ndarray:
+        return (probs >= np.asarray(self.thresholds_)[None, :]).astype(np.int64)
+
+    def _is_fitted_multi_label(self) -> bool:
+        return getattr(self, "label_kind_", "single") != "single"
+
+    def evaluate(self, x: Any, y: Any = None, return_dict: bool = False
+                 ) -> list[float] | dict[str, float]:
+        """``[loss, accuracy]`` on ``x, y``, as Keras' ``evaluate`` returns them; with
+        ``return_dict=True`` the dict ``{'loss', 'accuracy', 'auc'}`` (AUC-ROC: one-vs-rest
+        macro for more than 2 classes, the mean over labels for multi-label data, whose
+        accuracy is the share of labels right at the validation thresholds; NaN when
+        undefined)."""
+        self._check_fitted()
+        multi_label = self._is_fitted_multi_label()
+        images, labels, _ = read_inputs(x, None if multi_label else y, fitting=False,
+                                        spec=self.input_spec_)
+        if y is None if multi_label else labels is None:
             raise DataError("evaluate needs labels: pass y, or a Dataset of (image, label) "
                             "items")
         probs = self.predict_proba(images)
-        metrics = classification_metrics(encode_labels(labels, self.classes_), probs,
-                                         [str(c) for c in self.classes_])
+        names = [str(c) for c in self.classes_]
+        if multi_label:
+            truth = encode_label_sets(y, self.classes_, self.label_kind_, len(probs))
+            metrics = classification_metrics(truth, probs, names, thresholds=self.thresholds_)
+        else:
+            metrics = classification_metrics(encode_labels(labels, self.classes_), probs, names,
+                                             ordinal=self.model_.head == "coral")
         auc = metrics["auc"]
-        return {"loss": metrics["loss"], "accuracy": metrics["accuracy"],
-                "auc": float("nan") if auc is None else float(auc)}
+        result = {"loss": metrics["loss"], "accuracy": metrics["accuracy"],
+                  "auc": float("nan") if auc is None else float(auc)}
+        if "mae" in metrics:
+            result["mae"] = metrics["mae"]
+        if return_dict:
+            return result
+        return [result["loss"], result["accuracy"]]
 
     def export_model(self, probabilities: bool = True) -> torch.nn.Module:
         """A plain ``torch.nn.Module`` (CPU, eval mode): raw images as given to ``fit``
         (uint8 or float; (N,H,W), (N,H,W,C) or (N,C,H,W)) in, probabilities (or logits
-        with ``probabilities=False``) out. Normalisation is inside."""
+        with ``probabilities=False``) out: softmax over classes, or per-label sigmoid
+        probabilities for a multi-label model. Normalisation is inside."""
         self._check_fitted()
         model = copy.deepcopy(self.model_).cpu().eval()
         model.network = model.network.to(memory_format=torch.contiguous_format)
@@ -583,6 +790,7 @@ class ImageClassifier(ClassifierMixin, BaseEstimator):
         run.write_json(STATE_FILE, {
             "fitted": True, "params": _json_params(self.get_params()),
             "classes": _classes_json(self.classes_), "input": self.input_spec_,
+            "label_kind": getattr(self, "label_kind_", "single"),
             "val_metrics": self.val_metrics_, "strategy": self.strategy_,
             "search_space": self.search_space_, "failures": getattr(self, "failures_", []),
         })
@@ -592,6 +800,9 @@ class ImageClassifier(ClassifierMixin, BaseEstimator):
     def load(cls, path: str | Path, device: str = "auto") -> ImageClassifier:
         """A fitted classifier from :meth:`save`'s folder (or a finished ``fit``'s
         ``directory``); weights are read with ``weights_only=True``."""
+        if not (Path(path) / STATE_FILE).is_file() and \
+                (Path(path) / "image_classifier" / STATE_FILE).is_file():
+            path = Path(path) / "image_classifier"  # a fit's directory, AutoKeras' layout
         run = RunDir(path)
         for name in ("model.pt", "model.json", STATE_FILE):
             if not run.exists(name):
@@ -608,6 +819,8 @@ class ImageClassifier(ClassifierMixin, BaseEstimator):
         network, normalizer, meta = load_model(run, clf.device_)
         clf.classes_ = _classes_from_json(state["classes"])
         clf.input_spec_ = state["input"]
+        clf.label_kind_ = state.get("label_kind", "single")
+        clf.multi_label_ = clf.label_kind_ != "single"
         clf._set_model(network, normalizer, meta)
         clf.model_meta_ = meta
         clf.val_metrics_ = state.get("val_metrics") or {}
@@ -638,6 +851,34 @@ def _seconds_left(deadline: Deadline) -> float | None:
 
 
 
+
+
+def _project_folder(name: Any) -> str:
+    """The run folder's name under ``directory``: one plain folder name."""
+    text = str(name or "").strip()
+    if not text or text in (".", "..") or "/" in text or "\\" in text:
+        raise ConfigError(f"project_name must be a plain folder name, got {name!r}")
+    return text
+
+
+def _normalizer_of(model: ImageModel) -> Normalizer:
+    return Normalizer(model.mean.flatten().cpu(), model.std.flatten().cpu())
+
+
+def _is_one_hot(y: Any) -> bool:
+    """(N, K) 0/1 rows holding exactly one 1 each: one-hot single labels, not label sets."""
+    arr = y.detach().cpu().numpy() if isinstance(y, torch.Tensor) else y
+    if not isinstance(arr, np.ndarray) or arr.ndim != 2 or arr.dtype.kind not in "buif":
+        return False
+    return bool(arr.shape[1] > 1 and np.isin(arr, (0, 1)).all() and (arr.sum(1) == 1).all())
+
+
+def _one_hot_to_index(y: Any) -> Any:
+    """One-hot targets (as Keras users pass them) as class indices; anything else as is."""
+    if _is_one_hot(y):
+        arr = y.detach().cpu().numpy() if isinstance(y, torch.Tensor) else y
+        return arr.argmax(axis=1)
+    return y
 
 
 def _fingerprint(data: ImageData) -> str:

@@ -28,8 +28,8 @@ from .training.budget import Budget, Deadline
 from .training.device import configure_threads, resolve_device, seed_everything, to_channels_last
 from .training.loop import predict_proba
 from .training.metrics import choose_thresholds, classification_metrics
-from .training.tasks import head_for
 from .training.profile import profile_model
+from .training.tasks import head_for
 from .training.trainer import fit
 
 PHASES = ("search", "retrain", "evaluate")
@@ -117,7 +117,7 @@ def search_phase(cfg: RunConfig, run: RunDir, data: ImageData, space: SearchSpac
 
 def retrain_phase(cfg: RunConfig, run: RunDir, data: ImageData, space: SearchSpace,
                   arch: dict[str, Any], deadline: Deadline, device: torch.device,
-                  resume: bool) -> dict[str, Any]:
+                  resume: bool, on_epoch: Any = None) -> dict[str, Any]:
     log = get_logger()
     seed_everything(cfg.seed)
     spec = build_spec(cfg, data)
@@ -126,7 +126,7 @@ def retrain_phase(cfg: RunConfig, run: RunDir, data: ImageData, space: SearchSpa
     log.info("retrain: %d parameters, %s", n_params, _remaining(deadline))
     normalizer = Normalizer.fit(data.train_x)
     result = fit(model, data, cfg.train, deadline=deadline, device=device, seed=cfg.seed, run=run,
-                 prefix="retrain", normalizer=normalizer, resume=resume)
+                 prefix="retrain", normalizer=normalizer, resume=resume, on_epoch=on_epoch)
     if result.state_dict is None:
         raise ConfigError("the budget ended before the first training epoch finished; "
                           "give the run a larger --budget")
@@ -184,9 +184,10 @@ def evaluate_phase(run: RunDir, data: ImageData, device: torch.device) -> dict[s
 def execute(cfg: RunConfig, run: RunDir, phases: Sequence[str] = PHASES, *,
             resume: bool = False, arch: dict[str, Any] | None = None,
             budget_seconds: float | None = None, data: ImageData | None = None,
-            space: SearchSpace | None = None) -> dict[str, Any]:
+            space: SearchSpace | None = None, on_epoch: Any = None) -> dict[str, Any]:
     """Run ``phases`` in order inside the budget; returns a summary of what was done.
 
+    ``on_epoch(epoch, record)`` is called after every retraining epoch (see ``fit``).
     ``budget_seconds`` overrides the time this invocation may use (a resumed run by
     default gets what its original budget has left). ``data`` gives the dataset in memory
     instead of loading the one ``cfg`` names (the caller then owns reproducing it);
@@ -249,7 +250,7 @@ def execute(cfg: RunConfig, run: RunDir, phases: Sequence[str] = PHASES, *,
                 elif phase == "retrain":
                     arch = space.validate(arch if arch is not None else read_architecture(run))
                     summary["model"] = retrain_phase(cfg, run, data, space, arch, deadline,
-                                                     device, resuming)
+                                                     device, resuming, on_epoch=on_epoch)
                 else:
                     summary["metrics"] = evaluate_phase(run, data, device)
             except KeyboardInterrupt:

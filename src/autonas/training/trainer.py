@@ -129,13 +129,15 @@ def train_augment(cfg: TrainConfig, data: ImageData) -> Augment:
 def fit(model: nn.Module, data: ImageData, cfg: TrainConfig, *, deadline: Deadline,
         device: torch.device, seed: int = 0, run: RunDir | None = None, prefix: str = "retrain",
         normalizer: Normalizer | None = None, resume: bool = False,
-        report: Any = None, progress: bool = True) -> FitResult:
+        report: Any = None, progress: bool = True, on_epoch: Any = None) -> FitResult:
     """Train ``model`` on ``data.train``, select the epoch with the best validation
     objective (``epoch_score``), stop before ``deadline``.
 
     With ``run``, the state after every epoch goes to ``{prefix}/state.pt`` and the history
     to ``{prefix}/history.jsonl``; ``resume`` continues from there. ``report(epoch, metrics)``
-    is called after each validation (pruners raise from it to stop a trial).
+    is called after each validation (pruners raise from it to stop a trial);
+    ``on_epoch(epoch, record)`` after each epoch is recorded, with its history record (an
+    exception from it ends the fit; the checkpoint already holds the best epoch so far).
     """
     log = get_logger()
     progress_log = get_logger("progress")
@@ -261,6 +263,8 @@ def fit(model: nn.Module, data: ImageData, cfg: TrainConfig, *, deadline: Deadli
                 })
             if report is not None:
                 report(epoch, val)
+            if on_epoch is not None:
+                on_epoch(epoch, record)
             epoch += 1
             if result.stopped_early:
                 stopped = "budget"
