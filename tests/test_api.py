@@ -372,7 +372,8 @@ def test_ctrl_c_in_retraining_keeps_the_best_epoch(data, tmp_path, monkeypatch) 
     assert json.loads((run / "image_classifier" / "model.json").read_text())["epochs"] == 2
     probs = clf.predict_proba(data["test"][0])
     assert np.allclose(probs.sum(1), 1.0, atol=1e-5)
-    assert json.loads((run / "image_classifier" / "status.json").read_text())["retrain"]["state"] == "interrupted"
+    status = json.loads((run / "image_classifier" / "status.json").read_text())
+    assert status["retrain"]["state"] == "interrupted"
 
     monkeypatch.setattr(trainer, "train_epoch", real)
     with warnings.catch_warnings(record=True) as caught:
@@ -380,7 +381,8 @@ def test_ctrl_c_in_retraining_keeps_the_best_epoch(data, tmp_path, monkeypatch) 
         resumed = ImageClassifier(directory=run, **TINY).fit(x, y, epochs=5)
     assert not [w for w in caught if "interrupted" in str(w.message)]
     assert not resumed.interrupted_
-    assert json.loads((run / "image_classifier" / "status.json").read_text())["retrain"]["state"] == "done"
+    status = json.loads((run / "image_classifier" / "status.json").read_text())
+    assert status["retrain"]["state"] == "done"
     history = (run / "image_classifier" / "retrain" / "history.jsonl").read_text().splitlines()
     assert [json.loads(r)["epoch"] for r in history] == [0, 1, 2, 3, 4]
 
