@@ -199,7 +199,8 @@ def test_image_classifier_with_label_sets(tmp_path: Path) -> None:
     assert probs.shape == (24, 3) and not np.allclose(probs.sum(1), 1.0)
     assert len(clf.thresholds_) == 3
     loss, accuracy = clf.evaluate(x[72:], names[72:])
-    assert clf.evaluate(x[72:], names[72:], return_dict=True)["accuracy"] == accuracy
+    as_dict = clf.evaluate(x[72:], names[72:], return_dict=True)
+    assert [as_dict["loss"], as_dict["accuracy"]] == [loss, accuracy]
     assert clf.score(x[72:], names[72:]) == pytest.approx(accuracy)
     exported = clf.export_model()
     with torch.no_grad():

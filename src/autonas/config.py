@@ -52,6 +52,11 @@ class RunConfig:
     """Seconds for the whole run (search + retrain + evaluation); None = no limit."""
     search_fraction: float = 0.4
     """Share of the budget the search may use; what it leaves goes to retraining."""
+    search_size: int | str | None = "auto"
+    """Image side the search works at (the retraining always uses the data's size):
+    ``auto`` searches images larger than 64 px at 64 px on CPU (the stems bring both to
+    the same cell resolution, so the architecture transfers) and at full size on a GPU;
+    None or 0: full size; a number: that side."""
     seed: int = 0
     device: str = "auto"
     threads: int | None = None
@@ -61,6 +66,11 @@ class RunConfig:
     def __post_init__(self) -> None:
         if not 0.0 < self.search_fraction < 1.0:
             raise ConfigError(f"search_fraction must be in (0, 1), got {self.search_fraction}")
+        if not (self.search_size in (None, "auto") or (
+                isinstance(self.search_size, int) and (self.search_size == 0
+                                                       or self.search_size >= 8))):
+            raise ConfigError(f"search_size must be auto, 0/None (full size) or a side of at "
+                              f"least 8 px, got {self.search_size!r}")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

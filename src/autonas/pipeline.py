@@ -94,9 +94,30 @@ def read_architecture(run: RunDir) -> dict[str, Any]:
 # ----------------------------------------------------------------------------- phases
 
 
+AUTO_SEARCH_SIDE = 64
+"""``search_size: auto`` on CPU: larger images are searched at this side."""
+
+
+def search_side(cfg: RunConfig, data: ImageData, device: torch.device) -> int:
+    """The image side the search works at (see ``RunConfig.search_size``)."""
+    side = data.image_size[0]
+    if data.image_size[0] != data.image_size[1]:
+        return side  # non-square images are searched as they are
+    if cfg.search_size == "auto":
+        return min(side, AUTO_SEARCH_SIDE) if device.type == "cpu" else side
+    if not cfg.search_size:
+        return side
+    return min(side, int(cfg.search_size))
+
+
 def search_phase(cfg: RunConfig, run: RunDir, data: ImageData, space: SearchSpace,
                  deadline: Deadline, device: torch.device, resume: bool) -> dict[str, Any]:
     log = get_logger()
+    side = search_side(cfg, data, device)
+    if side != data.image_size[0]:
+        log.info("search: at %d px (the data is %d px; retraining uses the full size)",
+                 side, data.image_size[0])
+        data = data.resized(side)
     strategy = make_strategy(cfg.strategy, space, **cfg.search)
     log.info("search: %s on %s (%d train images), %s", cfg.strategy, data.name,
              len(data.train_y), _remaining(deadline))
@@ -106,7 +127,7 @@ def search_phase(cfg: RunConfig, run: RunDir, data: ImageData, space: SearchSpac
     arch = space.validate(result.architecture)
     run.write_json("search/result.json", {
         "strategy": cfg.strategy, "stopped": result.stopped, "epochs": result.epochs,
-        "architecture": arch, **result.extra,
+        "architecture": arch, "image_size": side, **result.extra,
     })
     write_architecture(run, cfg, space, arch, strategy=cfg.strategy, seed=cfg.seed,
                        dataset=data.name)

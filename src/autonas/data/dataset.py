@@ -94,6 +94,24 @@ class ImageData:
             return y.cpu().sum(0).tolist()
         return torch.bincount(y.cpu(), minlength=self.n_classes).tolist()
 
+    def resized(self, side: int, *, name: str | None = None) -> ImageData:
+        """The same data with every split resized to ``side`` x ``side`` pixels (area
+        averaging when shrinking, bilinear when enlarging; uint8 stays uint8). Used to
+        search at a lower resolution than the retraining's, and by benchmarks to make
+        larger sizes from the bundled 28 px set."""
+        if side < 8:
+            raise DataError(f"{self.name}: cannot resize images to {side} px; use 8 or more")
+        if self.image_size == (side, side):
+            return self
+        out = {}
+        for split in SPLITS:
+            x, _ = self.split(split)
+            out[f"{split}_x"] = resize_images(x, side)
+        import dataclasses
+
+        info = {**self.info, "resized_from": list(self.image_size)}
+        return dataclasses.replace(self, name=name or self.name, info=info, **out)
+
     def summary(self) -> dict[str, Any]:
         """A JSON-able description for run records and the CLI."""
         return {
@@ -110,6 +128,27 @@ class ImageData:
             "vflip": self.vflip,
             "license": self.info.get("license"),
         }
+
+
+def resize_images(x: torch.Tensor, side: int, chunk: int = 512) -> torch.Tensor:
+    """(N, C, H, W) images at ``side`` px, in chunks (a large split never needs a second
+    float copy in memory at once)."""
+    import torch.nn.functional as F
+
+    parts = []
+    shrink = side < x.shape[-1]
+    for start in range(0, x.shape[0], chunk):
+        xb = x[start:start + chunk].float()
+        if shrink:
+            xb = F.interpolate(xb, size=(side, side), mode="area")
+        else:
+            xb = F.interpolate(xb, size=(side, side), mode="bilinear", align_corners=False)
+        if x.dtype == torch.uint8:
+            xb = xb.round().clamp(0, 255).to(torch.uint8)
+        parts.append(xb)
+    if not parts:
+        return x.new_zeros((0, x.shape[1], side, side))
+    return torch.cat(parts)
 
 
 def _infer_task(n_classes: int) -> str:

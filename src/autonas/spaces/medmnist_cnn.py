@@ -10,9 +10,11 @@ output shape: 5x5 kernels, and three or four convolutions (with batch norm, whic
 deeper plain stack needs to train reliably). Numbers from the seed's NNI runs are
 therefore not from the very same space whenever one of those three blocks is involved.
 
-Inputs other than 28 px: the block output is average-pooled to 14x14 before fc1, so the
-network keeps the seed's 32*14*14 features and its size at any resolution (a 28 px
-input is never pooled: identical to the seed).
+Inputs other than 28 px: images of 64 px and more are first average-pooled by a power of
+two to about 32 px (as the DARTS stem's stride-2 convolutions do), so the blocks cost what
+they cost at 28 px; the block output is average-pooled to 14x14 before fc1, so the network
+keeps the seed's 32*14*14 features and its size at any resolution (a 28 px input is never
+pooled: identical to the seed).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from . import register_space
+from .darts import stem_downsamples
 from .model_space import LayerChoice, ModelSpace, MutableLinear, choice
 
 FEATURE_SIZE = 14  # side of the block output for 28 px inputs
@@ -92,8 +95,12 @@ class Depth4ConvolutionBlock(nn.Module):
 @register_space("medmnist-cnn", "seed 000's CNN: a LayerChoice over four conv blocks and "
                 "choice('feature', [64, 128]) for the fc width")
 class CNNModelSpace(ModelSpace):
-    def __init__(self, input_channels: int = 1, num_classes: int = 2) -> None:
+    def __init__(self, input_channels: int = 1, num_classes: int = 2,
+                 image_size: int = 28) -> None:
         super().__init__()
+        factor = 2 ** stem_downsamples(image_size)
+        # no parameters: the state dict is the seed's at every size
+        self.shrink = nn.AvgPool2d(factor) if factor > 1 else nn.Identity()
         self.convolution_block = LayerChoice([
             SimpleConvolutionBlock(input_channels=input_channels),
             BiggerKernelBlock(input_channels=input_channels),
@@ -106,7 +113,7 @@ class CNNModelSpace(ModelSpace):
         self.fc2 = MutableLinear(feature, num_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.convolution_block(x)
+        x = self.convolution_block(self.shrink(x))
         if x.shape[-2:] != (FEATURE_SIZE, FEATURE_SIZE):
             x = F.adaptive_avg_pool2d(x, FEATURE_SIZE)
         x = torch.flatten(x, 1)
