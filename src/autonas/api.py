@@ -111,8 +111,8 @@ class ImageClassifier(ClassifierMixin, BaseEstimator):
         names per image; sigmoid outputs, per-label thresholds chosen on validation);
         None: detected from ``y``.
     max_model_size: a cap on the network's parameters: a constraint of a multi-trial
-        search (``max_params``); after a one-shot search the retrained network is narrowed
-        (fewer channels) until it fits, else fit stops with an error.
+        search (``max_params``, on its trial networks); after any search the retrained
+        network is narrowed (fewer channels) until it fits, else fit stops with an error.
     final_fit: after selecting the epoch count on the validation split, train once more
         on train + validation for that many epochs (takes ~35% of the time limit).
     image_size: side of the square images files / PIL images are resized to (None: keep
@@ -340,8 +340,9 @@ class ImageClassifier(ClassifierMixin, BaseEstimator):
             self.interrupted_ = True
 
     def _size_check_needed(self, cfg: RunConfig) -> bool:
-        """A parameter cap that the search itself does not enforce (one-shot strategies)."""
-        return self.max_model_size is not None and "max_params" not in cfg.search
+        """A parameter cap: a multi-trial search enforces it on its (narrower) trial
+        networks; the retrained network is checked after any search."""
+        return self.max_model_size is not None
 
     def _search_within_size(self, cfg: RunConfig, run: RunDir, data: ImageData, end: Deadline,
                             resume: bool, on_epoch: Callable[[int, dict[str, Any]], None] | None
@@ -355,17 +356,19 @@ class ImageClassifier(ClassifierMixin, BaseEstimator):
         space = make_space(cfg.space, **cfg.space_options)
         arch = space.validate(read_architecture(run))
         cap = int(self.max_model_size)  # type: ignore[arg-type]
+        previous = None
         while True:
             spec = build_spec(cfg, data)
             params = sum(p.numel() for p in build_network(space, arch, spec).parameters())
             if params <= cap:
                 break
-            if cfg.network.channels <= 4:
+            if cfg.network.channels <= 4 or params == previous:
                 raise ConfigError(
                     f"the searched architecture has {params:,} parameters at its narrowest "
-                    f"(4 channels), over max_model_size={cap:,}; raise max_model_size, or "
-                    "use a multi-trial strategy (max_trials=...), which never trains a "
-                    "candidate over the cap")
+                    f"(the {cfg.space} space at {cfg.network.channels} channels), over "
+                    f"max_model_size={cap:,}; raise max_model_size, or search a space of "
+                    "smaller networks")
+            previous = params
             narrower = max(4, cfg.network.channels // 2 // 2 * 2)
             get_logger().warning("the searched network has %s parameters, over "
                                  "max_model_size=%s: narrowing it from %d to %d channels",
