@@ -63,8 +63,11 @@ StorageUrl = Annotated[str | None, typer.Option("--storage", help="Multi-trial s
                                                 "pass@host/db (default: SQLite in the run "
                                                 "folder).", show_default=False)]
 Loss = Annotated[str | None, typer.Option("--loss", help="Loss of the search and of "
-                                          "retraining: ce (cross-entropy) or focal (focal "
-                                          "loss, gamma train.focal_gamma) (default: ce).",
+                                          "retraining: ce (cross-entropy), focal (focal "
+                                          "loss, gamma train.focal_gamma) or coral (ordinal "
+                                          "grades: a CORAL head; a supernet searches with "
+                                          "ce) (default: ce; multi-label data: binary "
+                                          "cross-entropy per label).",
                                           show_default=False)]
 ClassWeights = Annotated[str | None, typer.Option("--class-weights", help="none, or auto: "
                                                   "weight each class by its inverse training "
@@ -156,8 +159,8 @@ def _apply_losses(d: dict[str, Any], loss: str | None, class_weights: str | None
     except AutonasError:
         return  # an unknown strategy is reported when the run starts
     search = dict(d.get("search") or {})
-    if "loss" in names:
-        search.update(given)
+    if "loss" in names:  # a supernet has a softmax head: it searches an ordinal task with ce
+        search.update({**given, **({"loss": "ce"} if given.get("loss") == "coral" else {})})
     elif "train" in names:
         search["train"] = {**(search.get("train") or {}), **given}
     d["search"] = search
