@@ -13,16 +13,9 @@ conventions hold: constructor arguments are stored as given, fitted state ends i
 from __future__ import annotations
 
 import copy
-import hashlib
-import json
-import random
-import shutil
-import tempfile
 import time
 import warnings
-import weakref
 from collections.abc import Callable
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -31,53 +24,39 @@ import torch
 from sklearn.base import BaseEstimator, ClassifierMixin
 
 from .classifier.callbacks import CallbackStop, console_quiet, epoch_hook, verbosity
-from .classifier.label_sets import (
-    decode_label_sets,
-    encode_label_sets,
-    fit_label_sets,
-    looks_multi_label,
+from .classifier.final_fit import final_fit
+from .classifier.inputs import DEFAULT_VALIDATION_SPLIT, SINGLE, read_fit_inputs
+from .classifier.label_sets import decode_label_sets, encode_label_sets
+from .classifier.options import run_config
+from .classifier.recovery import best_so_far, fallback_architecture
+from .classifier.run_folder import (
+    STATE_FILE,
+    classes_from_json,
+    classes_json,
+    fingerprint,
+    finished,
+    json_params,
+    open_run,
+    saved_folder,
+    seconds_left,
 )
+from .classifier.size_cap import search_within_size
 from .config import RunConfig
-from .data import ImageData, Normalizer, split_indices
-from .data.folder import RESIZE_MODES
-from .data.inputs import as_labels, encode_fit_labels, encode_labels, label_key, read_inputs
-from .data.validate import validate_arrays
+from .data import ImageData, Normalizer
+from .data.inputs import as_labels, encode_labels, read_inputs
 from .errors import AutonasError, ConfigError, DataError
 from .export.wrap import ImageModel
-from .pipeline import (
-    RunInterrupted,
-    build_spec,
-    execute,
-    load_model,
-    read_architecture,
-    write_architecture,
-)
+from .pipeline import RunInterrupted, execute, load_model
 from .run import RunDir, get_logger
-from .spaces import BuildSpec, available_spaces, make_space
-from .spaces.base import build_network
-from .strategies import available_strategies, make_strategy
+from .spaces import make_space
 from .training.budget import Deadline, parse_duration
 from .training.device import resolve_device
 from .training.loop import predict_proba as predict_network
 from .training.metrics import choose_thresholds, classification_metrics
-from .training.trainer import TrainConfig, fit
 
-OBJECTIVES = {"val_auc": "auc", "val_accuracy": "accuracy", "val_loss": "loss",
-              "auc": "auc", "accuracy": "accuracy", "loss": "loss"}
-LOSSES = {"auto": "ce", "ce": "ce", "cross_entropy": "ce", "categorical_crossentropy": "ce",
-          "binary_crossentropy": "ce", "focal": "focal", "coral": "coral"}
-MULTI_TRIAL_PREFERENCE = ("evolution", "tpe", "random")
-"""strategy='auto' with max_trials: the first of these that is registered."""
-ONE_SHOT_DEFAULT = "darts"
-MULTI_TRIAL_SPACE = "medmnist-cnn"
-"""search_space='auto' for a multi-trial strategy, when registered: a small CNN space whose
-candidates train in seconds (the DARTS cell space otherwise)."""
 FINAL_FIT_SHARE = 0.35
 """With final_fit, the share of the time limit kept for refitting on train + validation."""
 PREDICT_BATCH = 256
-STATE_FILE = "classifier.json"
-DEFAULT_VALIDATION_SPLIT = 0.2
-"""As AutoKeras: the share of ``x`` held out for validation when no validation_data."""
 
 
 def _finish_reserve(seconds: float) -> float:
@@ -203,55 +182,24 @@ class ImageClassifier(ClassifierMixin, BaseEstimator):
             from .ui import setup_console_logging
 
             setup_console_logging()
-        multi_label = self._is_multi_label(y)
-        if multi_label:
-            images, _, spec = read_inputs(x, None, fitting=False, image_size=self.image_size,
-                                          resize=self.resize)
-            classes, y_idx, label_kind = fit_label_sets(y, len(images), self.num_classes)
-        else:
-            y = _one_hot_to_index(y) if self.multi_label is None else y
-            images, labels, spec = read_inputs(x, y, fitting=True, image_size=self.image_size,
-                                               resize=self.resize)
-            classes, y_idx = encode_fit_labels(labels)
-            label_kind = "single"
-        self._check_num_classes(classes)
-        if validation_data is not None:
-            if len(validation_data) != 2:
-                raise DataError("validation_data must be a pair (x_val, y_val)")
-            x_val, y_val = validation_data
-            if multi_label:
-                val_images, _, _ = read_inputs(x_val, None, fitting=False, spec=spec)
-                val_y = encode_label_sets(y_val, classes, label_kind, len(val_images))
-            else:
-                val_images, val_labels, _ = read_inputs(x_val, y_val, fitting=False,
-                                                        spec=spec)
-                val_y = encode_labels(val_labels, classes)
-            train = (images, torch.as_tensor(y_idx))
-            val = (val_images, torch.as_tensor(val_y))
-        else:
-            if not 0.0 < validation_split < 1.0:
-                raise ConfigError(f"validation_split must be between 0 and 1, got "
-                                  f"{validation_split}; or pass validation_data")
-            keep, held = split_indices(torch.as_tensor(y_idx), validation_split, seed=self.seed)
-            if len(held) == 0:
-                raise DataError("too few images to hold out a validation split; pass "
-                                "validation_data or more images")
-            yt = torch.as_tensor(y_idx)
-            train, val = (images[keep], yt[keep]), (images[held], yt[held])
-        data = self._dataset(train, val, classes, multi_label)
+        inputs = read_fit_inputs(x, y, validation_data, validation_split,
+                                 multi_label=self.multi_label, num_classes=self.num_classes,
+                                 image_size=self.image_size, resize=self.resize,
+                                 seed=self.seed)
+        data, classes, multi_label = inputs.data, inputs.classes, inputs.multi_label
         device = resolve_device(self.device)
-        cfg = self._config(data, classes, epochs, limit, batch_size)
+        cfg = run_config(self, classes, epochs, limit, batch_size)
 
         self.classes_ = classes
         self.multi_label_ = multi_label
-        self.label_kind_ = label_kind
-        self.input_spec_ = spec
+        self.label_kind_ = inputs.label_kind
+        self.input_spec_ = inputs.spec
         self.device_ = device
         self.failures_: list[dict[str, Any]] = []
         self.interrupted_ = False
         self.stopped_by_: str | None = None
         deadline = Deadline(None if limit is None else started + limit)
-        run, resume = self._open_run(data)
+        run, resume = open_run(self, self.directory, self.project_name, self.overwrite, data)
         self.run_dir_ = run.path
         finish = 0.0 if limit is None else _finish_reserve(limit)
         pipeline_end = deadline if limit is None else Deadline(
@@ -260,7 +208,7 @@ class ImageClassifier(ClassifierMixin, BaseEstimator):
             stored = RunConfig.from_dict(run.read_yaml("config.yaml"))
             stored.device = cfg.device
             cfg = stored  # continue the run as it was configured
-        if resume and self._finished(run):
+        if resume and finished(run):
             get_logger().info("%s holds a finished fit of this data: loading it", run.path)
         else:
             run.write_json(STATE_FILE, self._state(data, cfg, fitted=False))
@@ -270,22 +218,14 @@ class ImageClassifier(ClassifierMixin, BaseEstimator):
             self._choose_thresholds(run, data)
         if self.final_fit and not self.interrupted_ and self.stopped_by_ is None \
                 and "final_fit" not in self.model_meta_:
-            self._final_fit(cfg, run, data, Deadline(None if deadline.at is None
-                                                     else deadline.at - finish), on_epoch)
+            replaced, stopped = final_fit(cfg, run, data, Deadline(
+                None if deadline.at is None else deadline.at - finish), device, on_epoch)
+            self.stopped_by_ = stopped
+            if replaced:
+                self._load_run(run, cfg)
         run.write_json(STATE_FILE, self._state(data, cfg, fitted=True))
         self.fit_seconds_ = time.monotonic() - started
         return self
-
-    def _is_multi_label(self, y: Any) -> bool:
-        if self.multi_label is None:
-            return looks_multi_label(y) and not _is_one_hot(y)
-        return bool(self.multi_label)
-
-    def _check_num_classes(self, classes: np.ndarray) -> None:
-        if self.num_classes is not None and int(self.num_classes) != len(classes):
-            raise DataError(f"num_classes={self.num_classes}, but y holds {len(classes)} "
-                            f"classes ({list(classes)[:10]}); pass the matching number or "
-                            "leave num_classes=None")
 
     def _choose_thresholds(self, run: RunDir, data: ImageData) -> None:
         """Per-label decision thresholds on the validation split, kept with the model."""
@@ -306,21 +246,23 @@ class ImageClassifier(ClassifierMixin, BaseEstimator):
         phases = ("search", "retrain")
         try:
             try:
-                if self._size_check_needed(cfg):
-                    self._search_within_size(cfg, run, data, end, resume, on_epoch)
+                if self.max_model_size is not None:
+                    search_within_size(cfg, run, data, end, resume, int(self.max_model_size),
+                                       on_epoch)
                 else:
                     execute(cfg, run, phases, resume=resume, data=data,
-                            budget_seconds=_seconds_left(end), on_epoch=on_epoch)
+                            budget_seconds=seconds_left(end), on_epoch=on_epoch)
             except (AutonasError, RunInterrupted, KeyboardInterrupt, CallbackStop):
                 raise
             except Exception as exc:
                 if run.phase_state("search") != "failed":
                     raise
-                arch = self._fallback_architecture(cfg, run, exc)
+                arch, failure = fallback_architecture(cfg, run, exc)
+                self.failures_.append(failure)
                 execute(cfg, run, ("retrain",), resume=True, arch=arch, data=data,
-                        budget_seconds=_seconds_left(end), on_epoch=on_epoch)
+                        budget_seconds=seconds_left(end), on_epoch=on_epoch)
         except CallbackStop as stop:
-            if not self._best_so_far(cfg, run, data):
+            if not best_so_far(cfg, run, data):
                 raise stop.error from None
             self.stopped_by_ = str(stop)
             message = f"a callback stopped the fit ({stop}): using the best network so far"
@@ -331,7 +273,7 @@ class ImageClassifier(ClassifierMixin, BaseEstimator):
                    if self.directory is None else
                    f"fit again with directory={str(run.path)!r} and overwrite=False to "
                    "continue")
-            if not self._best_so_far(cfg, run, data):
+            if not best_so_far(cfg, run, data):
                 raise KeyboardInterrupt(f"fit interrupted before any network finished "
                                         f"training; {how}") from None
             message = f"fit interrupted: using the best network trained so far; {how}"
@@ -339,272 +281,7 @@ class ImageClassifier(ClassifierMixin, BaseEstimator):
             log.warning(message)
             self.interrupted_ = True
 
-    def _size_check_needed(self, cfg: RunConfig) -> bool:
-        """A parameter cap: a multi-trial search enforces it on its (narrower) trial
-        networks; the retrained network is checked after any search."""
-        return self.max_model_size is not None
-
-    def _search_within_size(self, cfg: RunConfig, run: RunDir, data: ImageData, end: Deadline,
-                            resume: bool, on_epoch: Callable[[int, dict[str, Any]], None] | None
-                            ) -> None:
-        """Search, then retrain the derived architecture at the largest width (network
-        channels, halved from the configured one) under ``max_model_size``."""
-        left = _seconds_left(end)
-        if not (resume and run.phase_state("search") == "done"):
-            execute(cfg, run, ("search",), resume=resume, data=data,
-                    budget_seconds=None if left is None else cfg.search_fraction * left)
-        space = make_space(cfg.space, **cfg.space_options)
-        arch = space.validate(read_architecture(run))
-        cap = int(self.max_model_size)  # type: ignore[arg-type]
-        previous = None
-        while True:
-            spec = build_spec(cfg, data)
-            params = sum(p.numel() for p in build_network(space, arch, spec).parameters())
-            if params <= cap:
-                break
-            if cfg.network.channels <= 4 or params == previous:
-                raise ConfigError(
-                    f"the searched architecture has {params:,} parameters at its narrowest "
-                    f"(the {cfg.space} space at {cfg.network.channels} channels), over "
-                    f"max_model_size={cap:,}; raise max_model_size, or search a space of "
-                    "smaller networks")
-            previous = params
-            narrower = max(4, cfg.network.channels // 2 // 2 * 2)
-            get_logger().warning("the searched network has %s parameters, over "
-                                 "max_model_size=%s: narrowing it from %d to %d channels",
-                                 f"{params:,}", f"{cap:,}", cfg.network.channels, narrower)
-            cfg.network.channels = narrower
-        execute(cfg, run, ("retrain",), resume=resume, arch=arch, data=data,
-                budget_seconds=_seconds_left(end), on_epoch=on_epoch)
-
-    def _fallback_architecture(self, cfg: RunConfig, run: RunDir, exc: Exception
-                               ) -> dict[str, Any]:
-        """The architecture a failed search had reached (its last recorded epoch), or a
-        random one when it failed before recording any."""
-        space = make_space(cfg.space, **cfg.space_options)
-        arch, source = None, "random (the search failed before its first epoch)"
-        for row in reversed(run.read_jsonl("search/history.jsonl")):
-            candidate = row.get("architecture") or row.get("genotype") or row.get("arch")
-            if candidate is not None:
-                arch, source = candidate, f"search epoch {row.get('epoch', '?')}"
-                break
-        if arch is None:
-            arch = space.sample(random.Random(cfg.seed))
-        arch = space.validate(arch)
-        failure = {"phase": "search", "error": f"{type(exc).__name__}: {exc}",
-                   "fallback": source}
-        self.failures_.append(failure)
-        run.append_jsonl("failures.jsonl", failure)
-        message = f"the search failed ({failure['error']}); retraining the architecture of {source}"
-        warnings.warn(message, RuntimeWarning, stacklevel=4)
-        get_logger().warning(message)
-        write_architecture(run, cfg, space, arch, strategy=cfg.strategy, seed=cfg.seed,
-                           fallback=source)
-        return arch
-
-    def _best_so_far(self, cfg: RunConfig, run: RunDir, data: ImageData) -> bool:
-        """Make ``model.pt``/``model.json`` hold the best network trained so far."""
-        if run.phase_state("retrain") == "done" and run.exists("model.pt"):
-            return True
-        state = run.load_state("retrain/state.pt")
-        if not state or not state.get("best_state"):
-            return False
-        space = make_space(cfg.space, **cfg.space_options)
-        arch = space.validate(read_architecture(run))
-        spec = build_spec(cfg, data)
-        run.save_state("model.pt", state["best_state"])
-        run.write_json("model.json", {
-            "space": cfg.space, "space_options": space.options(), "arch": arch,
-            "build": asdict(spec), "normalizer": Normalizer.fit(data.train_x).to_dict(),
-            "class_names": data.class_names, "task": data.task, "dataset": data.name,
-            "params": None, "best_epoch": int(state["best_epoch"]),
-            "epochs": int(state["epoch"]) + 1, "planned_epochs": int(state["planned_epochs"]),
-            "stopped": "interrupted",
-        })
-        return True
-
-    def _final_fit(self, cfg: RunConfig, run: RunDir, data: ImageData, end: Deadline,
-                   on_epoch: Callable[[int, dict[str, Any]], None] | None = None) -> None:
-        """Retrain on train + validation for the epoch count validation selected."""
-        meta = run.read_json("model.json")
-        selected = epochs = int(meta["best_epoch"]) + 1
-        both_x = torch.cat([data.train_x, data.val_x])
-        both_y = torch.cat([data.train_y, data.val_y])
-        times = sorted(r["seconds"] for r in run.read_jsonl("retrain/history.jsonl")
-                       if r.get("complete", True) and r.get("seconds"))
-        if times and end.at is not None:
-            # Fewer epochs when all of them would not fit, so the schedule still completes.
-            per_epoch = times[len(times) // 2] * len(both_y) / len(data.train_y)
-            epochs = min(epochs, int(0.9 * end.remaining() / per_epoch))
-            if epochs < 1:
-                warnings.warn("no time left for the final fit: keeping the network trained "
-                              "on the training split", RuntimeWarning, stacklevel=3)
-                return
-        combined = ImageData(name=data.name, train_x=both_x, train_y=both_y, val_x=data.val_x,
-                             val_y=data.val_y, test_x=data.test_x, test_y=data.test_y,
-                             class_names=data.class_names, task=data.task, hflip=data.hflip,
-                             vflip=data.vflip)
-        space = make_space(meta["space"], **meta["space_options"])
-        model = build_network(space, meta["arch"], BuildSpec(**meta["build"])).to(self.device_)
-        normalizer = Normalizer.fit(both_x)
-        train = TrainConfig.from_dict({**asdict(cfg.train), "epochs": epochs})
-        try:
-            result = fit(model, combined, train, deadline=end, device=self.device_,
-                         seed=cfg.seed, run=run, prefix="final_fit", normalizer=normalizer,
-                         on_epoch=on_epoch)
-        except (KeyboardInterrupt, CallbackStop) as exc:
-            if isinstance(exc, CallbackStop):
-                self.stopped_by_ = str(exc)
-            how = "stopped by a callback" if self.stopped_by_ else "interrupted"
-            warnings.warn(f"final fit {how}: keeping the network trained on the training "
-                          "split", RuntimeWarning, stacklevel=3)
-            return
-        if result.state_dict is None or result.epochs < epochs:
-            warnings.warn(f"the time limit cut the final fit after {result.epochs} of {epochs} "
-                          "epochs: keeping the network trained on the training split",
-                          RuntimeWarning, stacklevel=3)
-            return
-        run.save_state("model.pt", result.state_dict)
-        run.write_json("model.json", {**meta, "normalizer": normalizer.to_dict(),
-                                      "final_fit": {"epochs": epochs,
-                                                    "selected_epochs": selected,
-                                                    "images": len(both_y)}})
-        self._load_run(run, cfg)
-
-    # -------------------------------------------------------------------- configuration
-    def _config(self, data: ImageData, classes: np.ndarray, epochs: int | None,
-                limit: float | None, batch_size: int | None = None) -> RunConfig:
-        objective = OBJECTIVES.get(str(self.objective))
-        if objective is None:
-            raise ConfigError(f"objective must be one of val_auc, val_accuracy, val_loss; got "
-                              f"{self.objective!r}")
-        loss = LOSSES.get(str(self.loss))
-        if loss is None:
-            raise ConfigError(f"loss must be one of {', '.join(LOSSES)}; got {self.loss!r}")
-        if self.resize not in RESIZE_MODES:
-            raise ConfigError(f"resize must be one of {RESIZE_MODES}, got {self.resize!r}")
-        weights = self._class_weights(classes)
-        strategy = self._choose_strategy()
-        space_name = self._choose_space(strategy)
-        space_opts = dict(self.space_options or {})
-        space = make_space(space_name, **space_opts)
-        known = set(make_strategy(strategy, space).option_names())
-        search: dict[str, Any] = {}
-        if "max_trials" in known and self.max_trials is not None:
-            search["max_trials"] = int(self.max_trials)
-        if "objective" in known:
-            search["objective"] = objective
-        if "loss" in known:  # a supernet searches with cross-entropy for an ordinal head
-            search["loss"] = "ce" if loss == "coral" else loss
-        if "class_weights" in known:
-            search["class_weights"] = weights
-        elif "train" in known:
-            search["train"] = {"loss": loss, "class_weights": weights}
-        if batch_size is not None:
-            if "batch_size" in known:
-                search["batch_size"] = int(batch_size)
-            if "train" in known:
-                search.setdefault("train", {})["batch_size"] = int(batch_size)
-        if epochs is not None and "trial_epochs" in known:
-            default = make_strategy(strategy, space).options().get("trial_epochs")
-            search["trial_epochs"] = min(int(epochs), int(default or epochs))
-        if self.max_model_size is not None:
-            if int(self.max_model_size) < 1:
-                raise ConfigError(f"max_model_size must be a positive parameter count, got "
-                                  f"{self.max_model_size}")
-            if "max_params" in known:
-                search["max_params"] = int(self.max_model_size)
-        search.update(self.search_options or {})
-        train = {"objective": objective, "loss": loss, "class_weights": weights,
-                 **({"batch_size": int(batch_size)} if batch_size is not None else {}),
-                 **(self.train_options or {})}
-        if epochs is not None or "epochs" not in train:
-            train["epochs"] = epochs  # fit's argument wins over train_options
-        return RunConfig.from_dict({
-            "dataset": "in-memory", "space": space_name, "space_options": space_opts,
-            "strategy": strategy, "search": search, "network": dict(self.network or {}),
-            "train": train, "budget": limit, "seed": int(self.seed),
-            "device": str(self.device),
-        })
-
-    def _choose_strategy(self) -> str:
-        if self.strategy != "auto":
-            return str(self.strategy)
-        if self.max_trials is not None:
-            available = available_strategies()
-            for name in MULTI_TRIAL_PREFERENCE:
-                if name in available:
-                    return name
-        return ONE_SHOT_DEFAULT
-
-    def _choose_space(self, strategy: str) -> str:
-        if self.search_space != "auto":
-            return str(self.search_space)
-        # A multi-trial strategy has a max_trials option; it trains every candidate, so a
-        # space of small networks suits it better than the DARTS cell space.
-        if "max_trials" in make_strategy(strategy, None).option_names() and \
-                MULTI_TRIAL_SPACE in available_spaces():
-            return MULTI_TRIAL_SPACE
-        return "darts"
-
-    def _class_weights(self, classes: np.ndarray) -> str | list[float] | None:
-        cw = self.class_weight
-        if cw is None or (isinstance(cw, str) and cw.lower() == "none"):
-            return None
-        if isinstance(cw, str):
-            if cw.lower() in ("balanced", "auto"):
-                return "balanced"
-            raise ConfigError(f"class_weight must be None, 'balanced' or a dict, got {cw!r}")
-        if not isinstance(cw, dict):
-            raise ConfigError(f"class_weight must be None, 'balanced' or a dict {{label: "
-                              f"weight}}, got {type(cw).__name__}")
-        lookup = {label_key(c): i for i, c in enumerate(classes)}
-        by_text = {str(c): i for i, c in enumerate(classes)}  # keys that went through JSON
-        weights = [1.0] * len(classes)
-        for label, w in cw.items():
-            key = label_key(label)
-            if key not in lookup and str(key) in by_text:
-                key = classes[by_text[str(key)]].item()
-            if key not in lookup:
-                raise ConfigError(f"class_weight names label {label!r}, which is not among the "
-                                  f"classes {list(classes)}")
-            weights[lookup[key]] = float(w)
-        return weights
-
     # -------------------------------------------------------------------- run folder
-    def _open_run(self, data: ImageData) -> tuple[RunDir, bool]:
-        """(run folder, whether it continues an earlier fit of the same data)."""
-        cleanup = self.__dict__.pop("_cleanup", None)
-        if cleanup is not None:
-            cleanup()  # a refit replaces the previous temporary run folder
-        if self.directory is None:
-            path = Path(tempfile.mkdtemp(prefix="autonas-classifier-"))
-            self._cleanup = weakref.finalize(self, shutil.rmtree, str(path), True)
-            return RunDir(path), False
-        path = Path(self.directory).expanduser() / _project_folder(self.project_name)
-        if path.exists() and any(path.iterdir()):
-            is_run = any((path / f).exists() for f in ("config.yaml", "status.json", STATE_FILE))
-            if not is_run:
-                raise ConfigError(f"directory {path} holds files that are not an autonas run; "
-                                  "choose an empty or new directory")
-            if self.overwrite:
-                shutil.rmtree(path)
-            else:
-                state = json.loads((path / STATE_FILE).read_text()) if (
-                    path / STATE_FILE).is_file() else {}
-                if state.get("fingerprint") != _fingerprint(data):
-                    raise ConfigError(
-                        f"directory {path} holds a fit of other data; pass overwrite=True to "
-                        "replace it, or another directory")
-                return RunDir(path), True
-        path.mkdir(parents=True, exist_ok=True)
-        return RunDir(path), False
-
-    @staticmethod
-    def _finished(run: RunDir) -> bool:
-        return run.exists("model.pt") and run.exists("model.json") and \
-            run.phase_state("retrain") == "done"
-
     def _load_run(self, run: RunDir, cfg: RunConfig) -> None:
         network, normalizer, meta = load_model(run, self.device_)
         self._set_model(network, normalizer, meta)
@@ -613,7 +290,7 @@ class ImageClassifier(ClassifierMixin, BaseEstimator):
         self.val_metrics_ = history[best]["val"] if 0 <= best < len(history) else {}
         self.strategy_ = cfg.strategy
         self.search_space_ = cfg.space
-        meta = {**meta, "input": self.input_spec_, "classes": _classes_json(self.classes_),
+        meta = {**meta, "input": self.input_spec_, "classes": classes_json(self.classes_),
                 "label_kind": self.label_kind_}
         run.write_json("model.json", meta)
         self.model_meta_ = meta
@@ -626,31 +303,15 @@ class ImageClassifier(ClassifierMixin, BaseEstimator):
         self.architecture_ = meta["arch"]
 
     def _state(self, data: ImageData, cfg: RunConfig, fitted: bool) -> dict[str, Any]:
-        state = {"fingerprint": _fingerprint(data), "fitted": fitted,
-                 "params": _json_params(self.get_params()), "config": cfg.to_dict(),
-                 "classes": _classes_json(self.classes_), "input": self.input_spec_,
+        state = {"fingerprint": fingerprint(data), "fitted": fitted,
+                 "params": json_params(self.get_params()), "config": cfg.to_dict(),
+                 "classes": classes_json(self.classes_), "input": self.input_spec_,
                  "label_kind": self.label_kind_, "failures": self.failures_,
                  "interrupted": getattr(self, "interrupted_", False),
                  "stopped_by": getattr(self, "stopped_by_", None)}
         if fitted:
             state["val_metrics"] = self.val_metrics_
         return state
-
-    def _dataset(self, train: tuple[torch.Tensor, torch.Tensor],
-                 val: tuple[torch.Tensor, torch.Tensor], classes: np.ndarray,
-                 multi_label: bool = False) -> ImageData:
-        out, _ = validate_arrays({"train": train, "val": val}, n_classes=len(classes),
-                                 where="ImageClassifier", multi_label=multi_label)
-        x, y = out["train"]
-        empty_x = x.new_zeros((0, *x.shape[1:]))
-        task = "multi-label" if multi_label else (
-            "binary-class" if len(classes) == 2 else "multi-class")
-        return ImageData(
-            name="ImageClassifier", train_x=x, train_y=y,
-            val_x=out["val"][0], val_y=out["val"][1], test_x=empty_x,
-            test_y=y.new_zeros((0, *y.shape[1:])),
-            class_names=[str(c) for c in classes], task=task,
-            info={"source": "ImageClassifier.fit"})
 
     # -------------------------------------------------------------------- inference
     def _check_fitted(self) -> None:
@@ -706,7 +367,7 @@ class ImageClassifier(ClassifierMixin, BaseEstimator):
         return (probs >= np.asarray(self.thresholds_)[None, :]).astype(np.int64)
 
     def _is_fitted_multi_label(self) -> bool:
-        return getattr(self, "label_kind_", "single") != "single"
+        return getattr(self, "label_kind_", SINGLE) != "single"
 
     def evaluate(self, x: Any, y: Any = None, return_dict: bool = False
                  ) -> list[float] | dict[str, float]:
@@ -791,9 +452,9 @@ class ImageClassifier(ClassifierMixin, BaseEstimator):
         run.save_state("model.pt", state)
         run.write_json("model.json", self.model_meta_)
         run.write_json(STATE_FILE, {
-            "fitted": True, "params": _json_params(self.get_params()),
-            "classes": _classes_json(self.classes_), "input": self.input_spec_,
-            "label_kind": getattr(self, "label_kind_", "single"),
+            "fitted": True, "params": json_params(self.get_params()),
+            "classes": classes_json(self.classes_), "input": self.input_spec_,
+            "label_kind": getattr(self, "label_kind_", SINGLE),
             "val_metrics": self.val_metrics_, "strategy": self.strategy_,
             "search_space": self.search_space_, "failures": getattr(self, "failures_", []),
         })
@@ -803,9 +464,7 @@ class ImageClassifier(ClassifierMixin, BaseEstimator):
     def load(cls, path: str | Path, device: str = "auto") -> ImageClassifier:
         """A fitted classifier from :meth:`save`'s folder (or a finished ``fit``'s
         ``directory``); weights are read with ``weights_only=True``."""
-        if not (Path(path) / STATE_FILE).is_file() and \
-                (Path(path) / "image_classifier" / STATE_FILE).is_file():
-            path = Path(path) / "image_classifier"  # a fit's directory, AutoKeras' layout
+        path = saved_folder(path)  # a fit's directory holds its project folder
         run = RunDir(path)
         for name in ("model.pt", "model.json", STATE_FILE):
             if not run.exists(name):
@@ -820,10 +479,10 @@ class ImageClassifier(ClassifierMixin, BaseEstimator):
         clf = cls(**params)
         clf.device_ = resolve_device(device)
         network, normalizer, meta = load_model(run, clf.device_)
-        clf.classes_ = _classes_from_json(state["classes"])
+        clf.classes_ = classes_from_json(state["classes"])
         clf.input_spec_ = state["input"]
-        clf.label_kind_ = state.get("label_kind", "single")
-        clf.multi_label_ = clf.label_kind_ != "single"
+        clf.label_kind_ = state.get("label_kind", SINGLE)
+        clf.multi_label_ = clf.label_kind_ != SINGLE
         clf._set_model(network, normalizer, meta)
         clf.model_meta_ = meta
         clf.val_metrics_ = state.get("val_metrics") or {}
@@ -841,72 +500,8 @@ class ImageClassifier(ClassifierMixin, BaseEstimator):
 # ----------------------------------------------------------------------------- helpers
 
 
-def _seconds_left(deadline: Deadline) -> float | None:
-    if deadline.at is None:
-        return None
-    left = deadline.remaining()
-    if left <= 1.0:
-        raise ConfigError("the time limit is used up before the search could start; give "
-                          "fit a larger time_limit")
-    return left
-
-
-
-
-
-
-
-def _project_folder(name: Any) -> str:
-    """The run folder's name under ``directory``: one plain folder name."""
-    text = str(name or "").strip()
-    if not text or text in (".", "..") or "/" in text or "\\" in text:
-        raise ConfigError(f"project_name must be a plain folder name, got {name!r}")
-    return text
-
-
 def _normalizer_of(model: ImageModel) -> Normalizer:
     return Normalizer(model.mean.flatten().cpu(), model.std.flatten().cpu())
-
-
-def _is_one_hot(y: Any) -> bool:
-    """(N, K) 0/1 rows holding exactly one 1 each: one-hot single labels, not label sets."""
-    arr = y.detach().cpu().numpy() if isinstance(y, torch.Tensor) else y
-    if not isinstance(arr, np.ndarray) or arr.ndim != 2 or arr.dtype.kind not in "buif":
-        return False
-    return bool(arr.shape[1] > 1 and np.isin(arr, (0, 1)).all() and (arr.sum(1) == 1).all())
-
-
-def _one_hot_to_index(y: Any) -> Any:
-    """One-hot targets (as Keras users pass them) as class indices; anything else as is."""
-    if _is_one_hot(y):
-        arr = y.detach().cpu().numpy() if isinstance(y, torch.Tensor) else y
-        return arr.argmax(axis=1)
-    return y
-
-
-def _fingerprint(data: ImageData) -> str:
-    h = hashlib.sha1()
-    for t in (data.train_x, data.train_y, data.val_x, data.val_y):
-        h.update(str(tuple(t.shape)).encode())
-        h.update(t.contiguous().numpy().tobytes())
-    h.update(json.dumps(data.class_names).encode())
-    return h.hexdigest()
-
-
-def _classes_json(classes: np.ndarray) -> dict[str, Any]:
-    return {"values": classes.tolist(), "dtype": classes.dtype.str}
-
-
-def _classes_from_json(d: dict[str, Any]) -> np.ndarray:
-    dtype = np.dtype(d["dtype"])
-    return np.array(d["values"], dtype=object if dtype.kind == "O" else dtype)
-
-
-def _json_params(params: dict[str, Any]) -> dict[str, Any]:
-    out = {}
-    for k, v in params.items():
-        out[k] = str(v) if isinstance(v, Path) else v
-    return out
 
 
 __all__ = ["ImageClassifier"]
