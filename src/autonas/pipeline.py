@@ -8,12 +8,13 @@ call :func:`execute`.
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict
 from typing import Any
 
 import numpy as np
 import torch
+from torch import nn
 
 from .config import RunConfig
 from .data import ImageData, Normalizer, load_dataset
@@ -24,13 +25,14 @@ from .spaces.darts import DartsSpace
 from .strategies import SearchContext, make_strategy
 from .training.budget import Budget, Deadline
 from .training.device import configure_threads, resolve_device, seed_everything, to_channels_last
-from .training.loop import predict_proba
+from .training.loop import predict_proba, probe_forward_seconds
 from .training.metrics import classification_metrics
 from .training.profile import profile_model
 from .training.trainer import fit
 
 PHASES = ("search", "retrain", "evaluate")
-EVAL_RESERVE = 0.03  # share of the budget kept for evaluation and writing results
+SHORT_RETRAIN = 5
+"""A retraining of fewer epochs than this is flagged: too short to have learned much."""
 
 
 class RunInterrupted(Exception):
@@ -112,12 +114,16 @@ def search_phase(cfg: RunConfig, run: RunDir, data: ImageData, space: SearchSpac
 
 
 def retrain_phase(cfg: RunConfig, run: RunDir, data: ImageData, space: SearchSpace,
-                  arch: dict[str, Any], deadline: Deadline, device: torch.device,
-                  resume: bool) -> dict[str, Any]:
+                  arch: dict[str, Any], deadline: Deadline | Callable[[nn.Module], Deadline],
+                  device: torch.device, resume: bool) -> dict[str, Any]:
+    """``deadline`` may be a function of the built network (to keep the time its
+    evaluation will take)."""
     log = get_logger()
     seed_everything(cfg.seed)
     spec = build_spec(cfg, data)
     model = to_channels_last(space.build(arch, spec).to(device))
+    if callable(deadline):
+        deadline = deadline(model)
     n_params = sum(p.numel() for p in model.parameters() if p.requires_grad)
     log.info("retrain: %d parameters, %s", n_params, _remaining(deadline))
     normalizer = Normalizer.fit(data.train_x)
@@ -133,6 +139,8 @@ def retrain_phase(cfg: RunConfig, run: RunDir, data: ImageData, space: SearchSpa
         "class_names": data.class_names, "task": data.task, "dataset": data.name,
         "params": n_params, "best_epoch": result.best_epoch, "epochs": result.epochs,
         "planned_epochs": result.planned_epochs, "stopped": result.stopped,
+        "first_plan": result.first_plan, "slowdown": result.slowdown,
+        "replans": result.replans,
     }
     run.write_json("model.json", info)
     log.info("retrain finished (%s): best epoch %d of %d, val auc %s acc %.3f", result.stopped,
@@ -160,10 +168,72 @@ def evaluate_phase(run: RunDir, data: ImageData, device: torch.device) -> dict[s
     metrics["model"]["device"] = str(device)
     np.savez_compressed(run.file("predictions.npz"), **predictions)
     run.file("model_summary.txt").write_text(f"{model}\n")
+    metrics["warnings"] = result_warnings(meta, predictions)
     run.write_json("metrics.json", metrics)
+    for warning in metrics["warnings"]:
+        get_logger().warning("warning (%s): %s", warning["code"], warning["message"])
     get_logger().info("test: accuracy %.4f, AUC %s, loss %.4f", metrics["test"]["accuracy"],
                       metrics["test"]["auc"], metrics["test"]["loss"])
     return metrics
+
+
+def result_warnings(meta: dict[str, Any], predictions: dict[str, np.ndarray]
+                    ) -> list[dict[str, str]]:
+    """What makes the final model untrustworthy, as ``{code, message}``: a retraining too
+    short to learn, a model that predicts one class only, a plan cut by a slower machine."""
+    warnings: list[dict[str, str]] = []
+    epochs = int(meta.get("epochs") or 0)
+    if epochs < SHORT_RETRAIN:
+        warnings.append({"code": "short-retrain", "message": (
+            f"retraining ran {epochs} epoch{'s' if epochs != 1 else ''} only (fewer than "
+            f"{SHORT_RETRAIN}): too short to learn much; treat these metrics as a failed run, "
+            "not a result, and give the run a larger --budget")})
+    one_class = []
+    for split in ("val", "test"):
+        probs = predictions.get(f"{split}_probs")
+        if probs is not None and len(probs) > 1 and probs.ndim == 2 and probs.shape[1] > 1:
+            predicted = np.unique(probs.argmax(axis=1))
+            if len(predicted) == 1:
+                one_class.append((split, int(predicted[0])))
+    if one_class:
+        names = meta.get("class_names") or []
+        label = one_class[0][1]
+        name = names[label] if label < len(names) else str(label)
+        splits = " and ".join(split for split, _ in one_class)
+        warnings.append({"code": "one-class", "message": (
+            f"the final model predicts one class ({name!r}) for every {splits} image: it has "
+            "learned nothing beyond the majority class; this is not a usable result")})
+    first, slowdown = meta.get("first_plan"), meta.get("slowdown")
+    if first and epochs < first:
+        slower = (f", the machine ran {slowdown:.1f}x slower than at the start"
+                  if slowdown and slowdown > 1.2 else "")
+        warnings.append({"code": "fewer-epochs", "message": (
+            f"planned {first} epochs, got {epochs}{slower}")})
+    return warnings
+
+
+def finish_seconds(model: nn.Module, data: ImageData, device: torch.device) -> float:
+    """Seconds to keep for evaluation and the report, estimated before retraining.
+
+    Two timed forward passes (a batch, one image) give the network's cost; from them: the
+    validation and test predictions, the profiler's latency runs, the metrics, and the
+    report (its size and time grow with the number of classes, bounded in ``report/``).
+    """
+    x = data.val_x[:64] if len(data.val_y) else data.train_x[:64]
+    per_image = probe_forward_seconds(model, x, normalizer=None, device=device)
+    one = probe_forward_seconds(model, x[:1], normalizer=None, device=device)
+    predict = per_image * (len(data.val_y) + len(data.test_y))
+    profile = PROFILE_FORWARDS * one
+    n, classes = len(data.test_y) + len(data.val_y), data.n_classes
+    metrics = 0.2 + 2e-6 * n * classes
+    report = REPORT_SECONDS + 0.01 * min(classes, 1000) + 2e-6 * n * min(classes, 20) * 50
+    return 1.5 * (predict + profile + metrics) + report
+
+
+PROFILE_FORWARDS = 40
+"""Batch-of-one forward passes the cost profile takes (latency runs, FLOP count), with margin."""
+REPORT_SECONDS = 3.0
+"""The report's fixed cost on a modest CPU: plotting imports, fixed figures, writing."""
 
 
 # ----------------------------------------------------------------------------- driver
@@ -172,8 +242,12 @@ def evaluate_phase(run: RunDir, data: ImageData, device: torch.device) -> dict[s
 def execute(cfg: RunConfig, run: RunDir, phases: Sequence[str] = PHASES, *,
             resume: bool = False, arch: dict[str, Any] | None = None,
             budget_seconds: float | None = None, data: ImageData | None = None,
-            space: SearchSpace | None = None) -> dict[str, Any]:
+            space: SearchSpace | None = None, clock_start: float | None = None
+            ) -> dict[str, Any]:
     """Run ``phases`` in order inside the budget; returns a summary of what was done.
+
+    The budget runs from ``clock_start`` (a ``time.monotonic()`` value; the CLI passes the
+    process's start) to the written report; by default from this call.
 
     ``budget_seconds`` overrides the time this invocation may use (a resumed run by
     default gets what its original budget has left). ``data`` gives the dataset in memory
@@ -181,9 +255,21 @@ def execute(cfg: RunConfig, run: RunDir, phases: Sequence[str] = PHASES, *,
     ``space`` likewise gives the search space as an object instead of by name.
     """
     log = get_logger()
+    clock = time.monotonic() if clock_start is None else clock_start
     handler = run.attach_log()
     mirror = None
     try:
+        todo = [p for p in phases if not (resume and run.phase_state(p) == "done")]
+        for phase in todo:  # before anything in the run folder is rewritten
+            if resume and run.phase_state(phase) == "running":
+                _count_killed_session(run, phase)
+        if budget_seconds is not None:
+            seconds = budget_seconds
+        elif set(todo) <= {"evaluate"}:
+            seconds = None  # evaluation alone is quick and must not be refused for lack of time
+        else:
+            seconds = _budget_left(cfg, run, resume)
+        budget = Budget(seconds, start=clock)
         if cfg.tensorboard:
             from .report.tensorboard import start_mirror
 
@@ -203,25 +289,25 @@ def execute(cfg: RunConfig, run: RunDir, phases: Sequence[str] = PHASES, *,
             from .report.samples import write_samples
 
             write_samples(run.file("samples.npz"), data, seed=cfg.seed)
-        todo = [p for p in phases if not (resume and run.phase_state(p) == "done")]
-        for phase in todo:
-            if resume and run.phase_state(phase) == "running":
-                _count_killed_session(run, phase)
-        if budget_seconds is not None:
-            seconds = budget_seconds
-        elif set(todo) <= {"evaluate"}:
-            seconds = None  # evaluation alone is quick and must not be refused for lack of time
-        else:
-            seconds = _budget_left(cfg, run, resume)
-        budget = Budget(seconds)
-        reserve = (seconds or 0) * EVAL_RESERVE if "evaluate" in phases else 0.0
+        evaluating = "evaluate" in todo
+        loaded = data
+
+        def retrain_deadline(model: nn.Module) -> Deadline:
+            if not evaluating or budget.seconds is None:
+                return budget.deadline
+            keep = finish_seconds(model, loaded, device)
+            log.info("retrain: keeping %.1f s for evaluation and the report", keep)
+            return budget.minus(keep)
+
         summary: dict[str, Any] = {"run": str(run.path), "phases": {}}
         for phase in todo:
+            deadline: Deadline | Callable[[nn.Module], Deadline]
             if phase == "search":
                 fraction = cfg.search_fraction if "retrain" in todo else 1.0
-                deadline = budget.until_fraction(fraction).earlier(budget.minus(reserve))
+                keep = REPORT_SECONDS if evaluating else 0.0
+                deadline = budget.until_fraction(fraction).earlier(budget.minus(keep))
             elif phase == "retrain":
-                deadline = budget.minus(reserve)
+                deadline = retrain_deadline
             else:
                 deadline = budget.deadline
             resuming = resume and run.phase_state(phase) is not None
@@ -301,14 +387,17 @@ def _add_seconds(run: RunDir, phase: str, state: str, started: float) -> None:
 
 
 def _count_killed_session(run: RunDir, phase: str) -> None:
-    """A phase left 'running' was killed: charge its time up to its last checkpoint."""
+    """A phase left 'running' was killed: bill the time it surely ran, from its session's
+    start to its last heartbeat (written at every checkpoint; see ``RunDir.heartbeat``)."""
     entry = run.status().get(phase, {})
     start = entry.get("session_start")
-    files = [p for p in run.path.rglob("*") if p.is_file()]
-    if start is None or not files:
+    if start is None:
         return
-    last = max(p.stat().st_mtime for p in files)
-    run.set_phase(phase, "killed", seconds=entry.get("seconds", 0.0) + max(0.0, last - start))
+    last = entry.get("heartbeat", start)
+    ran = max(0.0, float(last) - float(start))
+    get_logger().info("%s was killed after %.0f s of work (to its last checkpoint); billing "
+                      "that to the budget", phase, ran)
+    run.set_phase(phase, "killed", seconds=entry.get("seconds", 0.0) + ran)
 
 
 def _remaining(deadline: Deadline) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -99,3 +100,22 @@ def predict_logits(model: nn.Module, x: torch.Tensor, *, normalizer: Normalizer 
 
 def predict_proba(model: nn.Module, x: torch.Tensor, **kwargs) -> np.ndarray:
     return predict_logits(model, x, **kwargs).softmax(dim=1).numpy()
+
+
+BACKWARD_FACTOR = 3.0
+"""A training step costs about this many forward passes (forward + backward + update)."""
+
+
+def probe_forward_seconds(model: nn.Module, x: torch.Tensor, *, normalizer: Normalizer | None,
+                          device: torch.device) -> float:
+    """Seconds per image of one timed eval-mode forward pass over ``x`` (one batch).
+
+    Used to estimate a phase's first training step and first evaluation *before* taking
+    them. Eval mode and no gradients: the model's weights, batch-norm statistics and every
+    random generator are left as they were, so a probe never changes what training does.
+    """
+    if x.shape[0] == 0:
+        return 0.0
+    start = time.perf_counter()
+    predict_logits(model, x, normalizer=normalizer, device=device, batch_size=x.shape[0])
+    return (time.perf_counter() - start) / x.shape[0]
