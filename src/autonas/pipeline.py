@@ -220,6 +220,7 @@ def finish_seconds(model: nn.Module, data: ImageData, device: torch.device) -> f
     report (its size and time grow with the number of classes, bounded in ``report/``).
     """
     x = data.val_x[:64] if len(data.val_y) else data.train_x[:64]
+    probe_forward_seconds(model, x[:2], normalizer=None, device=device)  # warm-up, not timed
     per_image = probe_forward_seconds(model, x, normalizer=None, device=device)
     one = probe_forward_seconds(model, x[:1], normalizer=None, device=device)
     predict = per_image * (len(data.val_y) + len(data.test_y))
@@ -227,7 +228,7 @@ def finish_seconds(model: nn.Module, data: ImageData, device: torch.device) -> f
     n, classes = len(data.test_y) + len(data.val_y), data.n_classes
     metrics = 0.2 + 2e-6 * n * classes
     report = REPORT_SECONDS + 0.01 * min(classes, 1000) + 2e-6 * n * min(classes, 20) * 50
-    return 1.5 * (predict + profile + metrics) + report
+    return 1.25 * (predict + profile + metrics) + report
 
 
 PROFILE_FORWARDS = 40

@@ -24,8 +24,14 @@ from ..spaces.genotype import CellGenotype, Genotype
 from ..spaces.ops import SKIP_OPS
 from ..training.budget import StepTimer
 from ..training.device import to_channels_last
-from ..training.loop import NonFiniteLossError, predict_logits
+from ..training.loop import (
+    BACKWARD_FACTOR,
+    NonFiniteLossError,
+    predict_logits,
+    probe_forward_seconds,
+)
 from ..training.losses import make_loss, resolve_class_weights
+from ..training.rng import restore_rng_state, rng_state
 from ..ui import PhaseProgress
 from .base import SearchContext, SearchResult, Strategy
 from .collapse import check_stopping_options, collapse_stop
@@ -248,6 +254,26 @@ class OneShotStrategy(Strategy):
         return int(state["epoch"]) + 1
 
     # -- the loop ---------------------------------------------------------------------------
+    def guess_first_costs(self, step_timer: StepTimer, eval_timer: StepTimer) -> None:
+        """Estimate the first search step and the first evaluation before taking them, from
+        one timed forward pass over a batch of validation images (eval mode; the random
+        state is restored, so a probe never changes what the search draws)."""
+        x, _ = self.arch_eval
+        n = min(len(x), self.weight_loader.batch_size)
+        if n == 0:
+            return
+        saved = rng_state()
+        try:
+            weights = {t: w.detach()
+                       for t, w in self.arch_weights(self.arch, training=False).items()}
+            per_image = probe_forward_seconds(self.net, x[:n], normalizer=self.normalizer,
+                                              device=self.device,
+                                              forward=lambda xb: self.net(xb, weights))
+        finally:
+            restore_rng_state(saved)
+        step_timer.guess(2 * BACKWARD_FACTOR * per_image * n)  # an arch and a weight step
+        eval_timer.guess(per_image * len(x))
+
     def evaluate_supernet(self) -> tuple[float, float]:
         x, y = self.arch_eval
         weights = {t: w.detach() for t, w in self.arch_weights(self.arch, training=False).items()}
@@ -291,6 +317,8 @@ class OneShotStrategy(Strategy):
         steps = min(len(self.weight_loader), len(self.arch_loader))
         step_timer = StepTimer()
         eval_timer = StepTimer()
+        if ctx.deadline.at is not None:
+            self.guess_first_costs(step_timer, eval_timer)
         stopped = "completed"
         with PhaseProgress("search", total=self.epochs * steps) as bar:
             bar.update(completed=start_epoch * steps)

@@ -107,7 +107,9 @@ BACKWARD_FACTOR = 3.0
 
 
 def probe_forward_seconds(model: nn.Module, x: torch.Tensor, *, normalizer: Normalizer | None,
-                          device: torch.device) -> float:
+                          device: torch.device,
+                          forward: Callable[[torch.Tensor], torch.Tensor] | None = None
+                          ) -> float:
     """Seconds per image of one timed eval-mode forward pass over ``x`` (one batch).
 
     Used to estimate a phase's first training step and first evaluation *before* taking
@@ -117,5 +119,6 @@ def probe_forward_seconds(model: nn.Module, x: torch.Tensor, *, normalizer: Norm
     if x.shape[0] == 0:
         return 0.0
     start = time.perf_counter()
-    predict_logits(model, x, normalizer=normalizer, device=device, batch_size=x.shape[0])
+    predict_logits(model, x, normalizer=normalizer, device=device, batch_size=x.shape[0],
+                   forward=forward)
     return (time.perf_counter() - start) / x.shape[0]
