@@ -25,7 +25,7 @@ from .spaces.darts import DartsSpace
 from .strategies import SearchContext, make_strategy
 from .training.budget import Budget, Deadline
 from .training.device import configure_threads, resolve_device, seed_everything, to_channels_last
-from .training.loop import predict_proba, probe_forward_seconds
+from .training.loop import predict_proba, probe_forward_seconds, profile_seconds
 from .training.metrics import classification_metrics
 from .training.profile import profile_model
 from .training.trainer import fit
@@ -222,17 +222,14 @@ def finish_seconds(model: nn.Module, data: ImageData, device: torch.device) -> f
     x = data.val_x[:64] if len(data.val_y) else data.train_x[:64]
     probe_forward_seconds(model, x[:2], normalizer=None, device=device)  # warm-up, not timed
     per_image = probe_forward_seconds(model, x, normalizer=None, device=device)
-    one = probe_forward_seconds(model, x[:1], normalizer=None, device=device)
     predict = per_image * (len(data.val_y) + len(data.test_y))
-    profile = PROFILE_FORWARDS * one
+    profile = profile_seconds(model, (data.channels, *data.image_size), device)
     n, classes = len(data.test_y) + len(data.val_y), data.n_classes
     metrics = 0.2 + 2e-6 * n * classes
     report = REPORT_SECONDS + 0.01 * min(classes, 1000) + 2e-6 * n * min(classes, 20) * 50
     return 1.25 * (predict + profile + metrics) + report
 
 
-PROFILE_FORWARDS = 40
-"""Batch-of-one forward passes the cost profile takes (latency runs, FLOP count), with margin."""
 REPORT_SECONDS = 3.0
 """The report's fixed cost on a modest CPU: plotting imports, fixed figures, writing."""
 

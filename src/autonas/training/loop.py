@@ -122,3 +122,19 @@ def probe_forward_seconds(model: nn.Module, x: torch.Tensor, *, normalizer: Norm
     predict_logits(model, x, normalizer=normalizer, device=device, batch_size=x.shape[0],
                    forward=forward)
     return (time.perf_counter() - start) / x.shape[0]
+
+
+PROFILE_FORWARDS = 40
+"""What ``profile_model`` costs in batch-of-one forward passes (3 warm-up and 20 timed
+latency runs, the FLOP count's slower traced pass), with margin."""
+
+
+def profile_seconds(model: nn.Module, input_shape: tuple[int, ...],
+                    device: torch.device | None = None) -> float:
+    """Expected seconds of ``profile_model`` on ``model``, from one timed batch-of-one forward
+    pass (after one untimed warm-up), so profiling can be checked against a deadline."""
+    device = device or next(model.parameters()).device
+    x = torch.zeros(2, *input_shape)
+    probe_forward_seconds(model, x[:1], normalizer=None, device=device)  # warm-up
+    return PROFILE_FORWARDS * probe_forward_seconds(model, x[:1], normalizer=None,
+                                                    device=device)
