@@ -14,6 +14,8 @@ from typing import Any
 
 PLANNING_EPOCHS = 3
 """The plan is made over the first epochs of a fresh training, then only shrunk."""
+SLOWER = 1.2
+"""Epochs this many times slower than at the start are called a slower machine."""
 
 
 class EpochPlan:
@@ -57,8 +59,8 @@ class EpochPlan:
             return None
         recent = min(self._times[-2:])  # two slow epochs in a row, not one hiccup
         left = self.planned - (epoch + 1)
-        if left <= 0 or left * recent <= remaining:
-            return None
+        if left <= 0 or left * recent <= remaining + recent:
+            return None  # at most one epoch short: the budget check ends the last one
         new = max(epoch + 1, epoch + 1 + int(remaining // max(recent, 1e-6)))
         if new >= self.planned:
             return None
@@ -91,8 +93,8 @@ class EpochPlan:
         return None if not self.baseline else seconds / self.baseline
 
     def _replan(self, epoch: int, new: int, ratio: float | None) -> str:
-        slower = f"the machine ran {ratio:.1f}x slower than at the start" if ratio else \
-            "the epochs got slower"
+        slower = (f"the machine ran {ratio:.1f}x slower than at the start"
+                  if ratio and ratio >= SLOWER else "epochs took longer than planned")
         message = (f"planned {self.planned} epochs, got {new}: {slower}; re-planned the "
                    "schedule to end inside the budget")
         self.replans.append({"epoch": epoch, "from": self.planned, "to": new,
