@@ -326,6 +326,14 @@ def result_warnings(run: RunData) -> list[dict[str, str]]:
     return [w for w in warnings if isinstance(w, dict) and w.get("message")]
 
 
+UNTRUSTED = ("short-retrain", "one-class")
+"""Warnings that make the run's numbers a failed run rather than a result."""
+
+
+def untrusted(run: RunData) -> bool:
+    return any(w.get("code") in UNTRUSTED for w in result_warnings(run))
+
+
 def _number(value: Any) -> float | None:
     return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) \
         and math.isfinite(value) else None
@@ -345,6 +353,7 @@ def render_report(run: RunData, *, n_resamples: int = 1000, seed: int = 0) -> st
         "generated": datetime.now().isoformat(timespec="seconds"),
         "data": run.data, "env": run.environment, "phases": _phases(run),
         "warnings": _safe("warnings", lambda: result_warnings(run), []),
+        "untrusted": _safe("warnings", lambda: untrusted(run), False),
         "config_text": yaml.safe_dump(run.config, sort_keys=False) if run.config else None,
     }
     context.update(_safe("data", lambda: _data_section(run),

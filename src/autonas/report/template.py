@@ -104,10 +104,11 @@ REPORT = MACROS + """<!DOCTYPE html>
 <a href="#search">Search</a><a href="#architecture">Architecture</a>
 <a href="#model">Final model</a><a href="#test">Test results</a><a href="#run">Run</a></nav>
 </header>
-{% if warnings %}<section class="alert" id="warnings"><h2>Warning: not a trustworthy result</h2>
+{% if warnings %}<section class="alert" id="warnings"><h2>{{ "Warning: not a trustworthy result"
+if untrusted else "Warnings" }}</h2>
 <ul>{% for w in warnings %}<li><b>{{ w.code }}</b>: {{ w.message }}</li>{% endfor %}</ul>
-<p>The numbers below are what this model scored, shown so the run can be diagnosed; they are
-not a result to report.</p></section>{% endif %}
+{% if untrusted %}<p>The numbers below are what this model scored, shown so the run can be
+diagnosed; they are not a result to report.</p>{% endif %}</section>{% endif %}
 {% if run.problems %}<section class="warn"><h2>Unreadable files</h2><ul>
 {% for p in run.problems %}<li>{{ p }}</li>{% endfor %}</ul></section>{% endif %}
 
