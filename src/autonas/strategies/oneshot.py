@@ -9,6 +9,7 @@ here; a strategy supplies how architecture weights are formed and updated.
 from __future__ import annotations
 
 import math
+import time
 from abc import abstractmethod
 from dataclasses import dataclass
 from typing import Any
@@ -24,12 +25,7 @@ from ..spaces.genotype import CellGenotype, Genotype
 from ..spaces.ops import SKIP_OPS
 from ..training.budget import StepTimer
 from ..training.device import to_channels_last
-from ..training.loop import (
-    BACKWARD_FACTOR,
-    NonFiniteLossError,
-    predict_logits,
-    probe_forward_seconds,
-)
+from ..training.loop import BACKWARD_FACTOR, NonFiniteLossError, predict_logits
 from ..training.losses import make_loss, resolve_class_weights
 from ..training.rng import restore_rng_state, rng_state
 from ..ui import PhaseProgress
@@ -256,23 +252,23 @@ class OneShotStrategy(Strategy):
     # -- the loop ---------------------------------------------------------------------------
     def guess_first_costs(self, step_timer: StepTimer, eval_timer: StepTimer) -> None:
         """Estimate the first search step and the first evaluation before taking them, from
-        one timed forward pass over a batch of validation images (eval mode; the random
-        state is restored, so a probe never changes what the search draws)."""
-        x, _ = self.arch_eval
-        n = min(len(x), self.weight_loader.batch_size)
+        one timed evaluation of a batch of validation images (eval mode; the random state is
+        restored, so a probe never changes what the search draws)."""
+        full = self.arch_eval
+        n = min(len(full[1]), self.weight_loader.batch_size)
         if n == 0:
             return
         saved = rng_state()
+        self.arch_eval = (full[0][:n], full[1][:n])
         try:
-            weights = {t: w.detach()
-                       for t, w in self.arch_weights(self.arch, training=False).items()}
-            per_image = probe_forward_seconds(self.net, x[:n], normalizer=self.normalizer,
-                                              device=self.device,
-                                              forward=lambda xb: self.net(xb, weights))
+            start = time.perf_counter()
+            self.evaluate_supernet()
+            per_image = (time.perf_counter() - start) / n
         finally:
+            self.arch_eval = full
             restore_rng_state(saved)
         step_timer.guess(2 * BACKWARD_FACTOR * per_image * n)  # an arch and a weight step
-        eval_timer.guess(per_image * len(x))
+        eval_timer.guess(per_image * len(full[1]))
 
     def evaluate_supernet(self) -> tuple[float, float]:
         x, y = self.arch_eval
