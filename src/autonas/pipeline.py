@@ -230,6 +230,8 @@ def finish_seconds(model: nn.Module, data: ImageData, device: torch.device) -> f
     return 1.25 * (predict + profile + metrics) + report
 
 
+QUICK_RESAMPLES = 200
+"""Bootstrap resamples of a report written when the budget is nearly spent."""
 REPORT_SECONDS = 2.0
 """The report's fixed cost on a modest CPU: plotting imports, fixed figures, writing (its
 parts that grow with the classes are bounded in ``report/``)."""
@@ -330,7 +332,7 @@ def execute(cfg: RunConfig, run: RunDir, phases: Sequence[str] = PHASES, *,
             _add_seconds(run, phase, "done", started)
             summary["phases"][phase] = run.status()[phase]
         if "evaluate" in todo:
-            _write_report(run)
+            _write_report(run, quick=budget.remaining() < REPORT_SECONDS)
         summary["seconds"] = budget.elapsed()
         summary["budget"] = seconds
         if run.exists("architecture.json") or run.exists("genotype.json"):
@@ -347,12 +349,14 @@ def execute(cfg: RunConfig, run: RunDir, phases: Sequence[str] = PHASES, *,
         detach_log(handler)
 
 
-def _write_report(run: RunDir) -> None:
-    """report.html in the run folder; a report that cannot be written never fails the run."""
+def _write_report(run: RunDir, quick: bool = False) -> None:
+    """report.html in the run folder; a report that cannot be written never fails the run.
+    ``quick`` (the budget is nearly spent): fewer bootstrap resamples."""
     try:
         from .report import write_report
 
-        get_logger().info("report: %s", write_report(run.path))
+        n_resamples = QUICK_RESAMPLES if quick else 1000
+        get_logger().info("report: %s", write_report(run.path, n_resamples=n_resamples))
     except Exception as exc:
         get_logger().warning("report.html not written (%s: %s); retry with: autonas report %s",
                              type(exc).__name__, exc, run.path)
