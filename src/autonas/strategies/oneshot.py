@@ -234,7 +234,7 @@ class OneShotStrategy(Strategy):
             "scheduler": self.scheduler.state_dict(),
             "gen_w": self.gen_w.get_state(),
             "gen_a": self.gen_a.get_state(),
-            "torch_rng": torch.get_rng_state(),
+            **rng_state(),  # CPU, and CUDA where present
             "n_history": len(history),
         }
 
@@ -246,7 +246,7 @@ class OneShotStrategy(Strategy):
         self.scheduler.load_state_dict(state["scheduler"])
         self.gen_w.set_state(state["gen_w"])
         self.gen_a.set_state(state["gen_a"])
-        torch.set_rng_state(state["torch_rng"])
+        restore_rng_state(state)
         return int(state["epoch"]) + 1
 
     # -- the loop ---------------------------------------------------------------------------
