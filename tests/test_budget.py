@@ -341,3 +341,26 @@ def test_omp_wait_policy_is_set_by_importing_autonas() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          env=env, check=True).stdout
     assert out.strip() == "PASSIVE"
+
+
+def test_cli_clock_starts_at_process_start_only_for_the_command(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from autonas import cli
+
+    monkeypatch.setattr(sys, "argv", ["/venv/bin/autonas", "run"])
+    assert cli.command_clock() == pytest.approx(process_start(), abs=0.05)
+    monkeypatch.setattr(sys, "argv", ["pytest"])
+    assert cli.command_clock() is None  # driven from other code: the call starts the clock
+
+
+def test_time_spent_before_the_run_counts_against_its_budget(tmp_path: Path) -> None:
+    """A run whose clock started 59 of its 60 s ago gets no training time."""
+    from autonas.errors import ConfigError
+    from autonas.pipeline import execute
+
+    cfg = RunConfig(dataset="tiny", strategy="random", budget=60.0, device="cpu",
+                    search={"max_trials": 1})
+    run = RunDir.create(tmp_path / "run", "tiny")
+    with pytest.raises(ConfigError, match=r"first trial|first training epoch"):
+        execute(cfg, run, data=_data(), space=make_space("medmnist-cnn"),
+                clock_start=time.monotonic() - 59.0)
