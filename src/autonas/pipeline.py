@@ -222,7 +222,6 @@ def finish_seconds(model: nn.Module, data: ImageData, device: torch.device) -> f
     report (its size and time grow with the number of classes, bounded in ``report/``).
     """
     x = data.val_x[:64] if len(data.val_y) else data.train_x[:64]
-    probe_forward_seconds(model, x[:2], normalizer=None, device=device)  # warm-up, not timed
     per_image = probe_forward_seconds(model, x, normalizer=None, device=device)
     predict = per_image * (len(data.val_y) + len(data.test_y))
     profile = profile_seconds(model, (data.channels, *data.image_size), device)

@@ -108,9 +108,10 @@ BACKWARD_FACTOR = 3.0
 
 def probe_forward_seconds(model: nn.Module, x: torch.Tensor, *, normalizer: Normalizer | None,
                           device: torch.device,
-                          forward: Callable[[torch.Tensor], torch.Tensor] | None = None
-                          ) -> float:
-    """Seconds per image of one timed eval-mode forward pass over ``x`` (one batch).
+                          forward: Callable[[torch.Tensor], torch.Tensor] | None = None,
+                          warmup: bool = True) -> float:
+    """Seconds per image of one timed eval-mode forward pass over ``x`` (one batch), after an
+    untimed pass over two images (first calls pay one-off costs a step would not repeat).
 
     Used to estimate a phase's first training step and first evaluation *before* taking
     them. Eval mode and no gradients: the model's weights, batch-norm statistics and every
@@ -118,6 +119,8 @@ def probe_forward_seconds(model: nn.Module, x: torch.Tensor, *, normalizer: Norm
     """
     if x.shape[0] == 0:
         return 0.0
+    if warmup:
+        predict_logits(model, x[:2], normalizer=normalizer, device=device, forward=forward)
     start = time.perf_counter()
     predict_logits(model, x, normalizer=normalizer, device=device, batch_size=x.shape[0],
                    forward=forward)
@@ -134,7 +137,5 @@ def profile_seconds(model: nn.Module, input_shape: tuple[int, ...],
     """Expected seconds of ``profile_model`` on ``model``, from one timed batch-of-one forward
     pass (after one untimed warm-up), so profiling can be checked against a deadline."""
     device = device or next(model.parameters()).device
-    x = torch.zeros(2, *input_shape)
-    probe_forward_seconds(model, x[:1], normalizer=None, device=device)  # warm-up
-    return PROFILE_FORWARDS * probe_forward_seconds(model, x[:1], normalizer=None,
-                                                    device=device)
+    x = torch.zeros(1, *input_shape)
+    return PROFILE_FORWARDS * probe_forward_seconds(model, x, normalizer=None, device=device)
