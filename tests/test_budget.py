@@ -30,6 +30,7 @@ from autonas.training import rng as rng_module
 from autonas.training.budget import Budget, Deadline, StepTimer, process_start
 from autonas.training.metrics import classification_metrics
 from autonas.training.plan import EpochPlan
+from autonas.training.speed import MachineSpeed
 from autonas.training.trainer import TrainConfig, fit
 
 SRC = Path(__file__).resolve().parents[1] / "src"
@@ -166,6 +167,28 @@ def test_fixed_epochs_are_never_replanned() -> None:
     assert plan.planned == 8 and plan.first_plan is None
 
 
+def test_machine_slowdown_is_asked_once_when_the_epochs_are_planned(caplog) -> None:
+    calls: list[int] = []
+
+    def machine() -> float:
+        calls.append(1)
+        return 3.0
+
+    cfg = TrainConfig(epochs=None, max_epochs=3, batch_size=8, augment=False)
+    with caplog.at_level("WARNING", logger="autonas"):
+        result = fit(_Slow(0.0), _data(), cfg, deadline=Deadline.after(120.0),
+                     device=torch.device("cpu"), progress=False, machine=machine)
+    assert result.epochs == 3 and calls == [1] and result.start_slowdown == 3.0
+    assert "planned 3 epochs while the machine runs 3.0x slower" in caplog.text
+
+
+def test_reference_workload_leaves_the_random_state_alone() -> None:
+    before = torch.get_rng_state()
+    speed = MachineSpeed()
+    assert speed.reference > 0 and speed.slowdown() > 0
+    assert torch.equal(torch.get_rng_state(), before)
+
+
 # ----------------------------------------------------------------------------- billing
 
 
@@ -252,6 +275,16 @@ def test_warning_for_a_plan_cut_by_a_slower_machine() -> None:
     assert [w["code"] for w in warnings] == ["fewer-epochs"]
     assert warnings[0]["message"] == ("planned 20 epochs, got 8, the machine ran 3.2x slower "
                                       "than at the start")
+
+
+def test_warning_for_a_machine_slower_than_at_the_start() -> None:
+    good = np.eye(2)[np.arange(10) % 2]
+    warnings = result_warnings({"epochs": 3, "first_plan": 3, "start_slowdown": 7.0},
+                               {"val_probs": good, "test_probs": good})
+    assert [w["code"] for w in warnings] == ["short-retrain", "slower-machine"]
+    assert warnings[1]["message"].startswith("planned 3 epochs, got 3: the machine ran 7.0x "
+                                             "slower than at the start of the run")
+    assert "about 21 would have fit" in warnings[1]["message"]
 
 
 def test_a_sound_result_has_no_warnings() -> None:

@@ -28,7 +28,9 @@ from .training.budget import Budget, Deadline
 from .training.device import configure_threads, resolve_device, seed_everything, to_channels_last
 from .training.loop import predict_proba, probe_forward_seconds, profile_seconds
 from .training.metrics import classification_metrics
+from .training.plan import MACHINE_SLOWER
 from .training.profile import profile_model
+from .training.speed import MachineSpeed
 from .training.trainer import fit
 
 PHASES = ("search", "retrain", "evaluate")
@@ -116,9 +118,10 @@ def search_phase(cfg: RunConfig, run: RunDir, data: ImageData, space: SearchSpac
 
 def retrain_phase(cfg: RunConfig, run: RunDir, data: ImageData, space: SearchSpace,
                   arch: dict[str, Any], deadline: Deadline | Callable[[nn.Module], Deadline],
-                  device: torch.device, resume: bool) -> dict[str, Any]:
+                  device: torch.device, resume: bool,
+                  speed: MachineSpeed | None = None) -> dict[str, Any]:
     """``deadline`` may be a function of the built network (to keep the time its
-    evaluation will take)."""
+    evaluation will take); ``speed`` holds the machine's speed at the run's start."""
     log = get_logger()
     seed_everything(cfg.seed)
     spec = build_spec(cfg, data)
@@ -129,7 +132,8 @@ def retrain_phase(cfg: RunConfig, run: RunDir, data: ImageData, space: SearchSpa
     log.info("retrain: %d parameters, %s", n_params, _remaining(deadline))
     normalizer = Normalizer.fit(data.train_x)
     result = fit(model, data, cfg.train, deadline=deadline, device=device, seed=cfg.seed, run=run,
-                 prefix="retrain", normalizer=normalizer, resume=resume)
+                 prefix="retrain", normalizer=normalizer, resume=resume,
+                 machine=speed.slowdown if speed is not None else None)
     if result.state_dict is None:
         raise ConfigError("the budget ended before the first training epoch finished; "
                           "give the run a larger --budget")
@@ -142,7 +146,7 @@ def retrain_phase(cfg: RunConfig, run: RunDir, data: ImageData, space: SearchSpa
         "params": n_params, "best_epoch": result.best_epoch, "epochs": result.epochs,
         "planned_epochs": result.planned_epochs, "stopped": result.stopped,
         "first_plan": result.first_plan, "slowdown": result.slowdown,
-        "replans": result.replans,
+        "replans": result.replans, "start_slowdown": result.start_slowdown,
     }
     run.write_json("model.json", info)
     log.info("retrain finished (%s): best epoch %d of %d, val auc %s acc %.3f", result.stopped,
@@ -206,6 +210,13 @@ def result_warnings(meta: dict[str, Any], predictions: dict[str, np.ndarray]
             f"the final model predicts one class ({name!r}) for every {splits} image: it has "
             "learned nothing beyond the majority class; this is not a usable result")})
     first, slowdown = meta.get("first_plan"), meta.get("slowdown")
+    at_start = meta.get("start_slowdown")
+    if first and at_start and at_start >= MACHINE_SLOWER:
+        warnings.append({"code": "slower-machine", "message": (
+            f"planned {first} epochs, got {epochs}: the machine ran {at_start:.1f}x slower "
+            "than at the start of the run when retraining planned its epochs (other "
+            f"processes on its cores?); at the start's speed about {round(first * at_start)} "
+            "would have fit")})
     if first and epochs < first:
         slower = (f", the machine ran {slowdown:.1f}x slower than at the start"
                   if slowdown and slowdown > 1.2 else "")
@@ -278,6 +289,7 @@ def execute(cfg: RunConfig, run: RunDir, phases: Sequence[str] = PHASES, *,
             mirror = start_mirror(run.path)
         device = resolve_device(cfg.device)
         configure_threads(cfg.threads)
+        speed = MachineSpeed() if budget.seconds is not None else None
         seed_everything(cfg.seed)
         if space is None:
             saved = {"space": cfg.space, "space_options": cfg.space_options,
@@ -325,7 +337,7 @@ def execute(cfg: RunConfig, run: RunDir, phases: Sequence[str] = PHASES, *,
                 elif phase == "retrain":
                     arch = space.validate(arch if arch is not None else read_architecture(run))
                     summary["model"] = retrain_phase(cfg, run, data, space, arch, deadline,
-                                                     device, resuming)
+                                                     device, resuming, speed)
                 else:
                     summary["metrics"] = evaluate_phase(run, data, device)
             except KeyboardInterrupt:

@@ -16,6 +16,9 @@ PLANNING_EPOCHS = 3
 """The plan is made over the first epochs of a fresh training, then only shrunk."""
 SLOWER = 1.2
 """Epochs this many times slower than at the start are called a slower machine."""
+MACHINE_SLOWER = 2.0
+"""A reference workload this many times slower than at the run's start is worth a warning
+(a short timing on a busy machine varies; smaller ratios would be noise)."""
 
 
 class EpochPlan:

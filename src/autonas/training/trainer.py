@@ -7,6 +7,7 @@ from __future__ import annotations
 import copy
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from typing import Any
 
@@ -21,7 +22,7 @@ from .budget import Deadline, StepTimer
 from .loop import BACKWARD_FACTOR, predict_proba, probe_forward_seconds, train_epoch
 from .losses import make_loss, resolve_class_weights
 from .metrics import OBJECTIVES, classification_metrics, epoch_score
-from .plan import EpochPlan
+from .plan import MACHINE_SLOWER, PLANNING_EPOCHS, EpochPlan
 from .rng import restore_rng_state, rng_state
 
 
@@ -90,7 +91,10 @@ class FitResult:
     slowdown: float | None = None
     """Seconds per epoch at the end over those at the start (2.0 = ran twice as slow)."""
     replans: list[dict[str, Any]] = field(default_factory=list)
-    """Each later re-plan: ``{epoch, from, to, slowdown}``."""
+    """Each later re-plan: ``{epoch, from, to, slowdown, reason}``."""
+    start_slowdown: float | None = None
+    """How many times slower the machine ran than at the run's start when the epochs were
+    planned (None: not measured)."""
 
 
 def cosine_lr(base: float, minimum: float, progress: float) -> float:
@@ -126,14 +130,16 @@ def train_augment(cfg: TrainConfig, data: ImageData) -> Augment:
 def fit(model: nn.Module, data: ImageData, cfg: TrainConfig, *, deadline: Deadline,
         device: torch.device, seed: int = 0, run: RunDir | None = None, prefix: str = "retrain",
         normalizer: Normalizer | None = None, resume: bool = False,
-        report: Any = None, progress: bool = True) -> FitResult:
+        report: Any = None, progress: bool = True,
+        machine: Callable[[], float] | None = None) -> FitResult:
     """Train ``model`` on ``data.train``, select the epoch with the best validation
     objective (``epoch_score``), stop before ``deadline``.
 
     With ``run``, the state after every epoch goes to ``{prefix}/state.pt`` and the history
     to ``{prefix}/history.jsonl``; ``resume`` continues from there, with the epoch plan the
     cosine schedule was made for. ``report(epoch, metrics)`` is called after each validation
-    (pruners raise from it to stop a trial).
+    (pruners raise from it to stop a trial). ``machine()`` says how many times slower the
+    machine runs than at the run's start; it is asked once, when the epochs are planned.
     """
     log = get_logger()
     progress_log = get_logger("progress")
@@ -187,6 +193,7 @@ def fit(model: nn.Module, data: ImageData, cfg: TrainConfig, *, deadline: Deadli
     eval_timer = StepTimer()
     stopped = "completed"
     epoch = start_epoch
+    start_slowdown: float | None = None
     eval_model = ema.model if ema is not None else model
     if deadline.at is not None:
         # The first step and the first evaluation are estimated before they are taken.
@@ -231,6 +238,14 @@ def fit(model: nn.Module, data: ImageData, cfg: TrainConfig, *, deadline: Deadli
                 if note is not None:
                     log.warning("%s: %s", prefix, note)
                 bar.update(total=plan.planned * steps_per_epoch)
+                if (machine is not None and start_slowdown is None
+                        and plan.first_plan is not None
+                        and epoch + 1 >= min(PLANNING_EPOCHS, plan.planned)):
+                    start_slowdown = machine()
+                    if start_slowdown >= MACHINE_SLOWER:
+                        log.warning("%s: planned %d epochs while the machine runs %.1fx slower "
+                                    "than at the start of the run (other processes on its "
+                                    "cores?)", prefix, plan.planned, start_slowdown)
             score = epoch_score(val, cfg.objective)
             improved = score > best
             if improved:
@@ -263,7 +278,8 @@ def fit(model: nn.Module, data: ImageData, cfg: TrainConfig, *, deadline: Deadli
     return FitResult(best_metrics=best_metrics, best_epoch=best_epoch, epochs=len(history),
                      planned_epochs=plan.planned, stopped=stopped, history=history,
                      state_dict=best_state, first_plan=plan.first_plan,
-                     slowdown=plan.slowdown(), replans=list(plan.replans))
+                     slowdown=plan.slowdown(), replans=list(plan.replans),
+                     start_slowdown=start_slowdown)
 
 
 def _fmt(x: float | None) -> str:
