@@ -18,14 +18,20 @@ from torch import nn
 
 from autonas.config import RunConfig
 from autonas.data import from_arrays
-from autonas.pipeline import _budget_left, _count_killed_session, _resolved, result_warnings
+from autonas.pipeline import (
+    _budget_left,
+    _count_killed_session,
+    _resolved,
+    finish_seconds,
+    result_warnings,
+)
 from autonas.report import write_report
 from autonas.report.html import bounded_resamples
 from autonas.report.samples import MAX_CLASSES, write_samples
 from autonas.run import RunDir
 from autonas.spaces import make_space
 from autonas.startup import apply_omp_wait_policy
-from autonas.strategies import make_strategy
+from autonas.strategies import SearchContext, make_strategy
 from autonas.training import rng as rng_module
 from autonas.training.budget import Budget, Deadline, StepTimer, process_start
 from autonas.training.metrics import classification_metrics
@@ -397,3 +403,56 @@ def test_time_spent_before_the_run_counts_against_its_budget(tmp_path: Path) -> 
     with pytest.raises(ConfigError, match=r"first trial|first training epoch"):
         execute(cfg, run, data=_data(), space=make_space("medmnist-cnn"),
                 clock_start=time.monotonic() - 59.0)
+
+
+# ----------------------------------------------------------------------------- leaks per phase
+
+
+def test_evaluation_reserve_grows_with_the_images_to_predict() -> None:
+    """Kept for evaluation: at least the predictions' time, estimated from a timed pass."""
+    model = _Slow(0.0, per_image=0.002)
+    small = finish_seconds(model, _data(n=40), torch.device("cpu"))
+    large = finish_seconds(model, _data(n=400), torch.device("cpu"))
+    assert large >= 0.002 * 400  # 200 validation + 200 test images
+    assert large > small
+
+
+def test_one_shot_search_estimates_its_first_step_and_evaluation() -> None:
+    strategy = make_strategy("darts", channels=4, layers=2, batch_size=8)
+    space = make_space("darts", nodes=2)
+    data = _data(n=64)
+    ctx = SearchContext(data=data, space=space, run=RunDir("unused"), deadline=Deadline(None),
+                        device=torch.device("cpu"))
+    strategy._setup(ctx)
+    before = torch.get_rng_state()
+    step, evaluation = StepTimer(), StepTimer()
+    strategy.guess_first_costs(step, evaluation)
+    assert step.estimate > 0 and evaluation.estimate > 0 and not step.measured
+    assert torch.equal(torch.get_rng_state(), before)  # the probe draws nothing
+
+
+def test_trial_profiling_is_checked_against_the_deadline(tmp_path: Path,
+                                                         monkeypatch: pytest.MonkeyPatch
+                                                         ) -> None:
+    """A trial whose profiling would not fit is not profiled, and the search ends."""
+    from autonas.errors import ConfigError
+    from autonas.strategies import multitrial
+    from toy_space import arrays
+
+    monkeypatch.setattr(multitrial, "profile_seconds", lambda *args, **kwargs: 1e6)
+    profiled: list[int] = []
+    monkeypatch.setattr(multitrial, "profile_model",
+                        lambda *args, **kwargs: profiled.append(1) or {})
+    data = from_arrays(arrays(48, 0), arrays(48, 1), arrays(24, 2), name="toy")
+    space = make_space(f"{Path(__file__).parent / 'toy_space.py'}:ToySpace")
+    strategy = make_strategy("random", space, max_trials=2, trial_epochs=1,
+                             train={"batch_size": 16})
+    run = RunDir(tmp_path)
+    ctx = SearchContext(data=data, space=space, run=run, deadline=Deadline.after(600.0),
+                        device=torch.device("cpu"))
+    with pytest.raises(ConfigError):
+        strategy.search(ctx)
+    rows = run.read_jsonl("search/trials.jsonl")
+    assert len(rows) == 1 and rows[0]["state"] == "PRUNED"
+    assert rows[0]["error"] == "budget: no time left to profile it"
+    assert profiled == []
