@@ -18,16 +18,11 @@ from torch import nn
 
 from autonas.config import RunConfig
 from autonas.data import from_arrays
-from autonas.pipeline import (
-    _budget_left,
-    _count_killed_session,
-    _resolved,
-    finish_seconds,
-    result_warnings,
-)
+from autonas.pipeline import _budget_left, _count_killed_session, _resolved
 from autonas.report import write_report
 from autonas.report.html import bounded_resamples
 from autonas.report.samples import MAX_CLASSES, write_samples
+from autonas.result_checks import result_warnings
 from autonas.run import RunDir
 from autonas.spaces import make_space
 from autonas.startup import apply_omp_wait_policy
@@ -36,6 +31,7 @@ from autonas.training import rng as rng_module
 from autonas.training.budget import Budget, Deadline, StepTimer, process_start
 from autonas.training.metrics import classification_metrics
 from autonas.training.plan import EpochPlan
+from autonas.training.reserve import finish_seconds
 from autonas.training.speed import MachineSpeed
 from autonas.training.trainer import TrainConfig, fit
 

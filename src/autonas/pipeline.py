@@ -19,6 +19,7 @@ from torch import nn
 from .config import RunConfig
 from .data import ImageData, Normalizer, load_dataset
 from .errors import ConfigError
+from .result_checks import result_warnings
 from .run import RunDir, detach_log, get_logger
 from .spaces import BuildSpec, SearchSpace, make_space
 from .spaces.darts import DartsSpace
@@ -26,16 +27,14 @@ from .spaces.user_source import keep_source, source_fields, space_of_run
 from .strategies import SearchContext, make_strategy
 from .training.budget import Budget, Deadline
 from .training.device import configure_threads, resolve_device, seed_everything, to_channels_last
-from .training.loop import predict_proba, probe_forward_seconds, profile_seconds
+from .training.loop import predict_proba
 from .training.metrics import classification_metrics
-from .training.plan import MACHINE_SLOWER
 from .training.profile import profile_model
+from .training.reserve import REPORT_SECONDS, finish_seconds
 from .training.speed import MachineSpeed
 from .training.trainer import fit
 
 PHASES = ("search", "retrain", "evaluate")
-SHORT_RETRAIN = 5
-"""A retraining of fewer epochs than this is flagged: too short to have learned much."""
 
 
 class RunInterrupted(Exception):
@@ -183,70 +182,8 @@ def evaluate_phase(run: RunDir, data: ImageData, device: torch.device) -> dict[s
     return metrics
 
 
-def result_warnings(meta: dict[str, Any], predictions: dict[str, np.ndarray]
-                    ) -> list[dict[str, str]]:
-    """What makes the final model untrustworthy, as ``{code, message}``: a retraining too
-    short to learn, a model that predicts one class only, a plan cut by a slower machine."""
-    warnings: list[dict[str, str]] = []
-    epochs = int(meta.get("epochs") or 0)
-    if epochs < SHORT_RETRAIN:
-        warnings.append({"code": "short-retrain", "message": (
-            f"retraining ran {epochs} epoch{'s' if epochs != 1 else ''} only (fewer than "
-            f"{SHORT_RETRAIN}): too short to learn much; treat these metrics as a failed run, "
-            "not a result, and give the run a larger --budget")})
-    one_class = []
-    for split in ("val", "test"):
-        probs = predictions.get(f"{split}_probs")
-        if probs is not None and len(probs) > 1 and probs.ndim == 2 and probs.shape[1] > 1:
-            predicted = np.unique(probs.argmax(axis=1))
-            if len(predicted) == 1:
-                one_class.append((split, int(predicted[0])))
-    if one_class:
-        names = meta.get("class_names") or []
-        label = one_class[0][1]
-        name = names[label] if label < len(names) else str(label)
-        splits = " and ".join(split for split, _ in one_class)
-        warnings.append({"code": "one-class", "message": (
-            f"the final model predicts one class ({name!r}) for every {splits} image: it has "
-            "learned nothing beyond the majority class; this is not a usable result")})
-    first, slowdown = meta.get("first_plan"), meta.get("slowdown")
-    at_start = meta.get("start_slowdown")
-    if first and at_start and at_start >= MACHINE_SLOWER:
-        warnings.append({"code": "slower-machine", "message": (
-            f"planned {first} epochs, got {epochs}: the machine ran {at_start:.1f}x slower "
-            "than at the start of the run when retraining planned its epochs (other "
-            f"processes on its cores?); at the start's speed about {round(first * at_start)} "
-            "would have fit")})
-    if first and epochs < first:
-        slower = (f", the machine ran {slowdown:.1f}x slower than at the start"
-                  if slowdown and slowdown > 1.2 else "")
-        warnings.append({"code": "fewer-epochs", "message": (
-            f"planned {first} epochs, got {epochs}{slower}")})
-    return warnings
-
-
-def finish_seconds(model: nn.Module, data: ImageData, device: torch.device) -> float:
-    """Seconds to keep for evaluation and the report, estimated before retraining.
-
-    Two timed forward passes (a batch, one image) give the network's cost; from them: the
-    validation and test predictions, the profiler's latency runs, the metrics, and the
-    report (its size and time grow with the number of classes, bounded in ``report/``).
-    """
-    x = data.val_x[:64] if len(data.val_y) else data.train_x[:64]
-    per_image = probe_forward_seconds(model, x, normalizer=None, device=device)
-    predict = per_image * (len(data.val_y) + len(data.test_y))
-    profile = profile_seconds(model, (data.channels, *data.image_size), device)
-    n, classes = len(data.test_y) + len(data.val_y), data.n_classes
-    metrics = 0.2 + 2e-6 * n * classes
-    report = REPORT_SECONDS + 0.005 * min(classes, 1000) + 2e-5 * len(data.test_y)
-    return 1.25 * (predict + profile + metrics) + report
-
-
 QUICK_RESAMPLES = 200
 """Bootstrap resamples of a report written when the budget is nearly spent."""
-REPORT_SECONDS = 2.0
-"""The report's fixed cost on a modest CPU: plotting imports, fixed figures, writing (its
-parts that grow with the classes are bounded in ``report/``)."""
 
 
 # ----------------------------------------------------------------------------- driver
