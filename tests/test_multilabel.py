@@ -156,6 +156,20 @@ def test_chestmnist_darts_run_end_to_end(chest, tmp_path: Path) -> None:
     report = run.file("report.html").read_text()
     assert "ROC per label" in report and "exact match" in report
 
+    from PIL import Image
+
+    from autonas.export.predict import predict_files
+
+    files = []
+    for i in range(3):
+        files.append(tmp_path / f"{i}.png")
+        Image.fromarray(chest.test_x[i, 0].numpy()).save(files[-1])
+    _, rows = predict_files(run.path, files)
+    for (_, text, probs), expected in zip(rows, preds["test_probs"][:3]):
+        assert np.allclose(probs, expected, atol=1e-5)
+        over = [n for n, p, t in zip(names, probs, test["thresholds"]) if p >= t]
+        assert text == "|".join(over)  # the labels over their validation thresholds
+
     pytest.importorskip("onnxruntime")
     from autonas.export.onnx import onnx_outputs
 
