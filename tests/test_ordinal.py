@@ -104,3 +104,21 @@ def test_ordinal_run_reports_mae_and_exports_probabilities(tmp_path: Path) -> No
     result = export_run(run.path, "state_dict", tmp_path / "coral.pt")
     assert result["max_abs_diff"] <= 1e-5
     assert "mean absolute error" in run.file("report.html").read_text()
+
+
+def test_image_classifier_with_an_ordinal_loss(tmp_path: Path) -> None:
+    from autonas import ImageClassifier
+
+    with np.load(write_grades(tmp_path / "grades.npz")) as f:
+        x, y = f["train_images"], f["train_labels"]
+        xt, yt = f["test_images"], f["test_labels"]
+    clf = ImageClassifier(loss="coral", max_trials=1, search_space="medmnist-cnn", verbose=0,
+                          search_options={"trial_epochs": 1}, time_limit=120)
+    clf.fit(x, y, epochs=3)
+    assert clf.model_.head == "coral" and clf.model_meta_["build"]["head"] == "coral"
+    probs = clf.predict_proba(xt)
+    assert probs.shape == (30, 3) and np.allclose(probs.sum(1), 1.0, atol=1e-5)
+    assert set(clf.evaluate(xt, yt, return_dict=True)) == {"loss", "accuracy", "auc", "mae"}
+    with torch.no_grad():
+        exported = clf.export_model()(torch.from_numpy(xt[:4]))
+    assert np.allclose(exported.numpy(), probs[:4], atol=1e-5)
