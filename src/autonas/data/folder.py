@@ -194,8 +194,9 @@ def build_dataset(files: Sequence[Path], labels: Sequence[str], *, name: str,
                         "folders)")
     index = {c: i for i, c in enumerate(classes)}
     y = np.array([index[v] for v in labels], dtype=np.int64)
-    x, gray = load_images(files, image_size, grayscale, resize)
     parts = _split(y, val_fraction, test_fraction, seed)
+    _check_split_sizes(parts, y, classes, name)
+    x, gray = load_images(files, image_size, grayscale, resize)
     rel = [str(f.relative_to(root)) if root is not None else str(f) for f in files]
     info = {
         "source": {**(source or {}), "image_size": image_size, "grayscale": gray,
@@ -211,6 +212,27 @@ def build_dataset(files: Sequence[Path], labels: Sequence[str], *, name: str,
         class_names=classes,
         task="binary-class" if len(classes) == 2 else "multi-class",
         info=info,
+    )
+
+
+MIN_PER_CLASS = 3
+"""Images a class needs to appear in train, validation and test (one in each at least)."""
+
+
+def _check_split_sizes(parts: dict[str, np.ndarray], y: np.ndarray, classes: list[str],
+                       name: str) -> None:
+    """Every split needs images: an empty validation split has no metric to select by and
+    an empty test split no result. Say how many images are needed, before decoding any."""
+    empty = [s for s in ("train", "val", "test") if len(parts[s]) == 0]
+    if not empty:
+        return
+    counts = np.bincount(y, minlength=len(classes))
+    few = {c: int(n) for c, n in zip(classes, counts) if n < MIN_PER_CLASS}
+    raise DataError(
+        f"{name}: {len(y)} images are too few to split into train, validation and test (the "
+        f"{' and '.join(empty)} split would be empty). Each class needs at least "
+        f"{MIN_PER_CLASS} images, one per split, and more for useful results; classes with "
+        f"fewer: {few}. Add images to those classes."
     )
 
 

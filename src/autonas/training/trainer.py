@@ -40,7 +40,7 @@ class TrainConfig:
     label_smoothing: float = 0.1
     loss: str = "ce"
     focal_gamma: float = 2.0
-    class_weights: str | None = None
+    class_weights: str | list[float] | None = None
     augment: bool = True
     augment_pad: int | None = None
     """Random-crop padding in pixels (0 = no crop); None = the data's default (1/8 side)."""
