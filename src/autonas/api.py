@@ -457,8 +457,9 @@ class ImageClassifier(ClassifierMixin, BaseEstimator):
 
     def _set_model(self, network: torch.nn.Module, normalizer: Normalizer,
                    meta: dict[str, Any]) -> None:
-        self.model_ = ImageModel(network, normalizer, meta["build"]["in_channels"]).to(
-            self.device_).eval()
+        uint8 = (getattr(self, "input_spec_", None) or {}).get("dtype") == "uint8"
+        self.model_ = ImageModel(network, normalizer, meta["build"]["in_channels"],
+                                 uint8_trained=uint8).to(self.device_).eval()
         self.architecture_ = meta["arch"]
 
     def _state(self, data: ImageData, cfg: RunConfig, fitted: bool) -> dict[str, Any]:

@@ -118,8 +118,10 @@ def encode_labels(labels: np.ndarray, classes: np.ndarray) -> np.ndarray:
     pos = np.array([lookup.get(label_key(v), -1) for v in labels], dtype=np.int64)
     ok = pos >= 0
     if not np.all(ok):
-        unknown = sorted({str(v) for v in labels[~ok]})[:5]
-        raise DataError(f"labels {unknown} were not seen in fit; the classes are {list(classes)}")
+        unknown = sorted({str(label_key(v)) for v in labels[~ok]})[:5]
+        known = ", ".join(str(label_key(c)) for c in classes)
+        raise DataError(f"labels {', '.join(unknown)} were not seen in fit; the classes are "
+                        f"{known}")
     return pos
 
 

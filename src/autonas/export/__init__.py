@@ -68,9 +68,10 @@ def load_wrapped(path: str | Path, *, probabilities: bool = True
     run = open_model_dir(path)
     network, normalizer, meta = load_model(run, "cpu")
     network = network.to(memory_format=torch.contiguous_format)
+    spec = input_spec(run, meta)
     model = ImageModel(network, normalizer, meta["build"]["in_channels"],
-                       probabilities=probabilities)
-    return model, meta, input_spec(run, meta)
+                       probabilities=probabilities, uint8_trained=spec["dtype"] == "uint8")
+    return model, meta, spec
 
 
 def save_state_export(model: ImageModel, meta: dict[str, Any], spec: dict[str, Any],
@@ -96,7 +97,8 @@ def load_state_export(path: str | Path) -> ImageModel:
     network = make_space(meta["space"], **meta["space_options"]).build(
         meta["arch"], BuildSpec(**meta["build"]))
     model = ImageModel(network, Normalizer.from_dict(meta["normalizer"]),
-                       meta["build"]["in_channels"], probabilities=meta["probabilities"])
+                       meta["build"]["in_channels"], probabilities=meta["probabilities"],
+                       uint8_trained=meta.get("input", {}).get("dtype") == "uint8")
     model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
     return model.eval()
 

@@ -19,7 +19,7 @@ from ..ui import PhaseProgress
 from .budget import Deadline, StepTimer
 from .loop import predict_proba, train_epoch
 from .losses import make_loss, resolve_class_weights
-from .metrics import OBJECTIVES, classification_metrics, epoch_score
+from .metrics import OBJECTIVES, classification_metrics, epoch_score, selection_objective
 
 
 @dataclass
@@ -128,6 +128,10 @@ def fit(model: nn.Module, data: ImageData, cfg: TrainConfig, *, deadline: Deadli
     log = get_logger()
     progress_log = get_logger("progress")
     normalizer = normalizer or Normalizer.fit(data.train_x)
+    objective = selection_objective(cfg.objective, data.val_y)
+    if objective != cfg.objective:
+        log.warning("%s: the validation split holds a single class, so its %s is undefined; "
+                    "epochs are selected by validation %s", prefix, cfg.objective, objective)
     gen = torch.Generator().manual_seed(seed + 101)
     augment = train_augment(cfg, data) if cfg.augment else None
     bs = min(cfg.batch_size, len(data.train_y))
@@ -217,7 +221,7 @@ def fit(model: nn.Module, data: ImageData, cfg: TrainConfig, *, deadline: Deadli
                 bar.update(total=planned * steps_per_epoch)
                 progress_log.info("%s: %.1f s per epoch, planning %d epochs in the budget",
                           prefix, per_epoch, planned)
-            score = epoch_score(val, cfg.objective)
+            score = epoch_score(val, objective)
             improved = score > best
             if improved:
                 best, best_metrics, best_epoch = score, val, epoch
