@@ -206,7 +206,7 @@ def test_class_index_gap_in_train():
     s["val"] = (imgs(2, 10, 10), np.array([0, 2]))
     s["test"] = (imgs(2, 10, 10), np.array([0, 2]))
     with pytest.raises(DataError, match=r"train_labels has label 2 at index 1 .*valid range "
-                       r"0\.\.1"):
+                       r"0\.\.0"):
         validate_arrays(s)
 
 

@@ -324,20 +324,28 @@ def check_pixel_scales(images: Mapping[str, torch.Tensor], where: str = "data") 
 def _check_consecutive_labels(out: Mapping[str, tuple[torch.Tensor, torch.Tensor]],
                               where: str) -> None:
     """Labels must be 0..K-1 without gaps: a stray label such as 7 among 0/1 would otherwise
-    create empty classes 2..6. Name the stray label, where it is, and the range expected."""
+    create empty classes 2..6. Name the stray label, where it is, and the valid range (the
+    gap-free run of labels from 0)."""
     present = sorted(set().union(*(torch.unique(y).tolist() for _, y in out.values())))
-    k = len(present)
-    if present == list(range(k)):
+    valid = 0
+    while valid < len(present) and present[valid] == valid:
+        valid += 1
+    if valid == len(present):
         return
     for s, (_, y) in out.items():
-        bad = y >= k
+        bad = y >= valid
         if bad.any():
             i = int(torch.nonzero(bad)[0, 0])
+            label = int(y[i])
+            if valid == 0:
+                problem = f"but the labels start at {present[0]}, not 0"
+            else:
+                problem = f"outside the valid range 0..{valid - 1}"
             raise DataError(
-                f"{where}: {s}_labels has label {int(y[i])} at index {i} (split '{s}'), "
-                f"outside the valid range 0..{k - 1}: the labels hold {k} distinct values "
-                f"{present}, and class labels must be consecutive indices 0..{k - 1}. Fix "
-                "that label, or remap the labels (e.g. np.unique(y, return_inverse=True)[1])."
+                f"{where}: {s}_labels has label {label} at index {i} (split '{s}'), "
+                f"{problem}: the labels {present} are not consecutive class indices "
+                "0..K-1. Fix that label if it is a mistake, or remap the labels to "
+                "consecutive indices (e.g. np.unique(y, return_inverse=True)[1])."
             )
 
 
