@@ -135,7 +135,7 @@ def test_list_class_weights_still_accepted() -> None:
                        budget=None, epochs=None, retrain_epochs=None, seed=None, device=None,
                        sets=["train.class_weights=[1,3]"])
     assert cfg.train.class_weights == [1.0, 3.0]
-    with pytest.raises(ConfigError, match="train.class_weights must be"):
+    with pytest.raises(ConfigError, match=r"train\.class_weights must be"):
         build_config(config=None, dataset=None, data=None, size=None, strategy=None,
                      budget=None, epochs=None, retrain_epochs=None, seed=None, device=None,
                      sets=["train.class_weights=[a, b]"])
@@ -343,3 +343,73 @@ def test_atomic_files_follow_the_umask(tmp_path: Path, umask: int, mode: int) ->
         os.umask(old)
     for name in ("metrics.json", "config.yaml", "status.json", "model.pt", "plain.txt"):
         assert stat.S_IMODE((tmp_path / name).stat().st_mode) == mode, name
+
+
+# ----------------------------------------------------------------------------- predict / export
+
+TINY_CLF = {
+    "search_options": {"channels": 4, "layers": 2, "epochs": 1, "batch_size": 16},
+    "space_options": {"nodes": 2}, "network": {"channels": 4, "layers": 2},
+    "train_options": {"batch_size": 16}, "verbose": False, "time_limit": 120,
+}
+
+
+@pytest.fixture(scope="module")
+def uint8_model(tmp_path_factory) -> tuple[object, Path, np.ndarray]:
+    """An ImageClassifier fitted on uint8 (N,H,W) images, saved; and some test images."""
+    from autonas import ImageClassifier
+
+    arrays = splits()
+    clf = ImageClassifier(**TINY_CLF).fit(*arrays["train"], validation_data=arrays["val"],
+                                          epochs=1)
+    folder = clf.save(tmp_path_factory.mktemp("clf") / "saved")
+    return clf, Path(folder), arrays["test"][0][:6]
+
+
+def test_predict_rescales_float_0_255_with_a_warning(uint8_model) -> None:
+    clf, _, x = uint8_model
+    expected = clf.predict_proba(x)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # float 0-1 is the documented float scale: silent
+        np.testing.assert_allclose(clf.predict_proba(x.astype(np.float32) / 255), expected,
+                                   atol=1e-5)
+    with pytest.warns(UserWarning, match="divided by 255"):
+        got = clf.predict_proba(x.astype(np.float32))
+    np.testing.assert_allclose(got, expected, atol=1e-5)
+    module = clf.export_model()
+    with pytest.warns(UserWarning, match="divided by 255"), torch.no_grad():
+        exported = module(torch.from_numpy(x.astype(np.float32))).numpy()
+    np.testing.assert_allclose(exported, expected, atol=1e-5)
+
+
+def test_torchscript_export_rescales_like_predict(uint8_model, tmp_path: Path) -> None:
+    from autonas.export import export_run
+    from autonas.export.torchscript import load_torchscript
+
+    clf, folder, x = uint8_model
+    result = export_run(folder, "torchscript", tmp_path / "m.pt")
+    scripted = load_torchscript(result["path"])
+    with pytest.warns(UserWarning, match="divided by 255"), torch.no_grad():
+        got = scripted(torch.from_numpy(x.astype(np.float32))).numpy()
+    np.testing.assert_allclose(got, clf.predict_proba(x), atol=1e-5)
+
+
+def test_onnx_takes_the_documented_input(uint8_model, tmp_path: Path) -> None:
+    """What the README and export.onnx say: `images` of the training dtype and layout (here
+    uint8 N,H,W), any batch size; anything else is refused by onnxruntime, not misread."""
+    import onnxruntime as ort
+
+    clf, folder, x = uint8_model
+    from autonas.export import export_run
+
+    result = export_run(folder, "onnx", tmp_path / "m.onnx")
+    assert result["input"]["dtype"] == "uint8" and result["input"]["layout"] == "NHW"
+    session = ort.InferenceSession(result["path"], providers=["CPUExecutionProvider"])
+    (inp,) = session.get_inputs()
+    assert inp.name == "images" and inp.type == "tensor(uint8)"
+    assert len(inp.shape) == 3 and not isinstance(inp.shape[0], int)  # dynamic batch
+    for n in (1, 5):
+        (probs,) = session.run(None, {"images": x[:n]})
+        np.testing.assert_allclose(probs, clf.predict_proba(x[:n]), atol=1e-4)
+    with pytest.raises(Exception, match=r"(?i)type"):
+        session.run(None, {"images": x.astype(np.float32)})
