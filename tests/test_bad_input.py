@@ -239,6 +239,14 @@ def test_empty_validation_split_gives_the_cli_fix(tmp_path: Path) -> None:
     assert len(data.train_y) == 38 and len(data.test_y) == 16
 
 
+def test_one_training_image_per_class_is_refused() -> None:
+    arrays = splits()
+    x, y = arrays["train"]
+    keep = np.r_[0, 1, 3]  # labels 0, 1, 1: class 0 has a single training image
+    with pytest.raises(DataError, match=r"too few training images.*\{0: 1\}.*at least 2"):
+        from_arrays((x[keep], y[keep]), arrays["val"], arrays["test"])
+
+
 def test_unseen_label_message_prints_plain_values() -> None:
     classes = np.array([0, 1], dtype=np.uint8)
     with pytest.raises(DataError) as e:
@@ -246,17 +254,21 @@ def test_unseen_label_message_prints_plain_values() -> None:
     assert str(e.value) == "labels 5 were not seen in fit; the classes are 0, 1"
 
 
-def test_tiny_image_folder_says_how_many_images_are_needed(tmp_path: Path) -> None:
+@pytest.mark.parametrize("per_class", [2, 3])
+def test_tiny_image_folder_says_how_many_images_are_needed(tmp_path: Path,
+                                                           per_class: int) -> None:
+    """2 per class leave validation empty; 3 leave one training image per class, which
+    the search cannot split in two."""
     for cls in ("a", "b"):
         (tmp_path / "imgs" / cls).mkdir(parents=True)
-        for i in range(2):
+        for i in range(per_class):
             Image.fromarray(np.full((12, 12), 40 * i, np.uint8)).save(
                 tmp_path / "imgs" / cls / f"{i}.png")
-    with pytest.raises(DataError, match="at least 3 images"):
+    with pytest.raises(DataError, match="at least 4 images"):
         from_folder(tmp_path / "imgs", image_size=12)
     fails_cleanly("run", "--folder", tmp_path / "imgs", "--image-size", 12,
-                  "--out", tmp_path / "r", match=["too few", "at least 3 images",
-                                                  "{'a': 2, 'b': 2}"])
+                  "--out", tmp_path / "r", match=["too few", "at least 4 images",
+                                                  f"{{'a': {per_class}, 'b': {per_class}}}"])
     assert not (tmp_path / "r").exists()
 
 

@@ -43,6 +43,9 @@ NPZ_KEYS: tuple[str, ...] = (
     "test_labels",
 )
 MIN_SIDE = 8
+MIN_TRAIN_PER_CLASS = 2
+"""Training images a class needs: one-shot searches split train into two halves (weights
+and architecture), and each half needs every class."""
 UNIT_SCALE_MAX = 1.5
 """Float images whose largest value exceeds this are on a 0-255 (or wider) scale, not 0-1."""
 EMPTY_VAL_HELP = (
@@ -288,7 +291,23 @@ def validate_arrays(
             "from train_labels (split 'train'). Labels must use every index 0..K-1: remap "
             "them to consecutive indices, or give each class training images."
         )
+    check_train_counts(out["train"][1], n_classes, where)
     return out, n_classes
+
+
+def check_train_counts(train_labels: torch.Tensor, n_classes: int, where: str,
+                       hint: str = "") -> None:
+    """Every class needs ``MIN_TRAIN_PER_CLASS`` training images (a search splits train
+    in two); fewer would fail deep inside the search with an empty batch."""
+    counts = torch.bincount(train_labels.cpu(), minlength=n_classes)
+    few = {k: int(counts[k]) for k in range(n_classes) if int(counts[k]) < MIN_TRAIN_PER_CLASS}
+    if few:
+        raise DataError(
+            f"{where}: too few training images: train_labels per class {few} (class: count), "
+            f"and each class needs at least {MIN_TRAIN_PER_CLASS} "
+            "(the search splits the training images into two halves, each needing every "
+            f"class), and many more for a useful model. Add training images.{hint}"
+        )
 
 
 def _scale(x: torch.Tensor) -> tuple[str, float]:
