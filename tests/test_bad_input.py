@@ -239,12 +239,15 @@ def test_empty_validation_split_gives_the_cli_fix(tmp_path: Path) -> None:
     assert len(data.train_y) == 38 and len(data.test_y) == 16
 
 
-def test_one_training_image_per_class_is_refused() -> None:
+def test_one_training_image_per_class_is_refused_for_a_search(tmp_path: Path) -> None:
     arrays = splits()
     x, y = arrays["train"]
     keep = np.r_[0, 1, 3]  # labels 0, 1, 1: class 0 has a single training image
-    with pytest.raises(DataError, match=r"too few training images.*\{0: 1\}.*at least 2"):
-        from_arrays((x[keep], y[keep]), arrays["val"], arrays["test"])
+    arrays["train"] = (x[keep], y[keep])
+    path = write_npz(tmp_path / "one.npz", arrays)
+    fails_cleanly("search", "--data", path, "--out", tmp_path / "r",
+                  match=["too few training images", "{0: 1}", "at least 2"])
+    assert not (tmp_path / "r").exists()
 
 
 def test_unseen_label_message_prints_plain_values() -> None:

@@ -17,6 +17,7 @@ from rich.markup import escape as rich_escape
 from rich.table import Table
 
 from .config import RunConfig, check_search_options
+from .data.validate import check_train_counts
 from .errors import AutonasError, ConfigError
 from .pipeline import RunInterrupted, execute, load_data
 from .run import RunDir
@@ -194,6 +195,8 @@ def _execute(cfg: RunConfig | None, phases: Sequence[str], *, out: Path | None,
             assert cfg is not None
             check_out(out)
             data = load_data(cfg)  # bad data fails here, before a run folder exists
+            if "search" in phases:
+                check_train_counts(data.train_y, data.n_classes, data.name)
             existed = out is not None and out.exists()
             run = create_run_dir(out, _run_name(cfg))
             try:

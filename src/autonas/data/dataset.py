@@ -17,7 +17,6 @@ from autonas.data.validate import (
     NPZ_KEYS,
     SPLITS,
     check_npz_keys,
-    check_train_counts,
     validate_arrays,
 )
 from autonas.errors import DataError
@@ -178,9 +177,6 @@ def from_arrays(
             )
         out["val"] = (tx[idx_val], ty[idx_val])
         out["train"] = (tx[idx_tr], ty[idx_tr])
-        check_train_counts(out["train"][1], n_classes, name,
-                           " (Validation images were held out of train: pass a validation "
-                           "split to keep them all for training.)")
         info.setdefault("val_from_train", {"fraction": val_fraction, "seed": seed,
                                            "stratified": True})
         if torch.bincount(out["train"][1], minlength=n_classes).min() == 0:  # pragma: no cover

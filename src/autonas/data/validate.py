@@ -291,14 +291,14 @@ def validate_arrays(
             "from train_labels (split 'train'). Labels must use every index 0..K-1: remap "
             "them to consecutive indices, or give each class training images."
         )
-    check_train_counts(out["train"][1], n_classes, where)
     return out, n_classes
 
 
 def check_train_counts(train_labels: torch.Tensor, n_classes: int, where: str,
                        hint: str = "") -> None:
-    """Every class needs ``MIN_TRAIN_PER_CLASS`` training images (a search splits train
-    in two); fewer would fail deep inside the search with an empty batch."""
+    """Every class needs ``MIN_TRAIN_PER_CLASS`` training images for a search (which splits
+    train in two); fewer would fail deep inside the search with an empty batch. Loading
+    alone does not need this, so callers that search check it."""
     counts = torch.bincount(train_labels.cpu(), minlength=n_classes)
     few = {k: int(counts[k]) for k in range(n_classes) if int(counts[k]) < MIN_TRAIN_PER_CLASS}
     if few:
