@@ -289,6 +289,14 @@ def test_splits_on_different_pixel_scales_are_refused(tmp_path: Path) -> None:
                   match=["different pixel scales", "divide"])
 
 
+def test_image_classifier_refuses_mixed_scales_before_training() -> None:
+    from autonas import ImageClassifier
+
+    arrays = splits(train_dtype=np.float32)
+    with pytest.raises(DataError, match="different pixel scales"):
+        ImageClassifier(**TINY_CLF).fit(*arrays["train"], validation_data=arrays["val"])
+
+
 def test_consistent_scales_are_accepted() -> None:
     unit = splits(train_dtype=np.float32, train_scale=1 / 255)  # float 0-1 train, uint8 rest
     assert from_arrays(unit["train"], unit["val"], unit["test"]).train_x.dtype == torch.float32

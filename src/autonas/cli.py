@@ -233,6 +233,9 @@ def check_out(out: Path | None) -> None:
     if target.exists() and not target.is_dir():
         raise ConfigError(f"--out {target} is an existing file, not a folder; pass the path "
                           "of a new (or empty) folder")
+    if out is not None and out.is_dir() and any(out.iterdir()):
+        raise ConfigError(f"output folder {out} already holds files; pass --resume {out} to "
+                          "continue that run, or choose another --out")
     existing = target
     while not existing.exists() and existing != existing.parent:
         existing = existing.parent
