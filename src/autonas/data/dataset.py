@@ -13,12 +13,7 @@ import torch
 
 from autonas.data.download import md5sum
 from autonas.data.loader import split_indices
-from autonas.data.validate import (
-    NPZ_KEYS,
-    SPLITS,
-    check_npz_keys,
-    validate_arrays,
-)
+from autonas.data.validate import NPZ_KEYS, SPLITS, check_npz_keys, validate_arrays
 from autonas.errors import DataError
 
 TASKS = ("binary-class", "multi-class")

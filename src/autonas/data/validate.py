@@ -19,7 +19,13 @@ Image layout rules (documented here because they are a contract):
   all values in [0, 255] become ``uint8``; integer images outside that range (e.g. 16-bit
   scans) and all float / bool images become ``float32`` with their values unchanged:
   :class:`~autonas.data.transforms.Normalizer` takes care of the scale.
+* All splits must share one pixel scale: uint8 and float images in 0-1 (both reach the
+  network in 0-1), or float images beyond 1.5 (0-255 and wider) in every split. Mixing
+  them (float 0-255 train, uint8 validation) is refused: the network would see scales 255x
+  apart and select epochs on data it cannot read.
 * Labels must be class indices of shape ``(N,)`` or ``(N, 1)``; they become ``int64 (N,)``.
+  Without class names they must be consecutive from 0; a stray label is named with its
+  index and the valid range.
 """
 
 from __future__ import annotations
