@@ -436,3 +436,30 @@ def test_onnx_takes_the_documented_input(uint8_model, tmp_path: Path) -> None:
         np.testing.assert_allclose(probs, clf.predict_proba(x[:n]), atol=1e-4)
     with pytest.raises(Exception, match=r"(?i)type"):
         session.run(None, {"images": x.astype(np.float32)})
+
+
+def test_float_0_1_trained_models_rescale_too() -> None:
+    """The rule is the training scale, not the dtype: float 0-1 training images also make
+    float 0-255 input rescaled; float 0-255 training images leave it alone."""
+    from autonas.data.inputs import read_inputs
+    from autonas.export.wrap import ImageModel, unit_scale
+
+    x = splits()["test"][0][:4]
+    _, _, unit_spec = read_inputs(x.astype(np.float32) / 255, None, fitting=False)
+    _, _, wide_spec = read_inputs(x.astype(np.float32), None, fitting=False)
+    assert unit_scale(unit_spec) and not unit_scale(wide_spec)
+    assert unit_scale({"dtype": "uint8"}) and not unit_scale({"dtype": "float32"})
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(1, 2, 3), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+                        nn.Linear(2, 2))
+    norm = Normalizer(torch.tensor([0.3]), torch.tensor([0.2]))
+    unit_model = ImageModel(net, norm, 1, unit_scale_trained=unit_scale(unit_spec))
+    wide_model = ImageModel(net, norm, 1, unit_scale_trained=unit_scale(wide_spec))
+    small, big = torch.from_numpy(x.astype(np.float32) / 255), torch.from_numpy(
+        x.astype(np.float32))
+    with torch.no_grad():
+        with pytest.warns(UserWarning, match="divided by 255"):
+            torch.testing.assert_close(unit_model(big), unit_model(small))
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            assert not torch.allclose(wide_model(big), wide_model(small))

@@ -117,6 +117,8 @@ class ImageData:
             "channels": self.channels,
             "image_size": list(self.image_size),
             "dtype": str(self.train_x.dtype).replace("torch.", ""),
+            "pixel_max": (255.0 if self.train_x.dtype == torch.uint8 or not len(self.train_x)
+                          else float(self.train_x.max())),
             "sizes": {s: int(self.split(s)[0].shape[0]) for s in SPLITS},
             "class_counts": {s: self.class_counts(s) for s in SPLITS},
             "hflip": self.hflip,

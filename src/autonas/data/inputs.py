@@ -49,6 +49,7 @@ def read_inputs(
         if spec is None:
             spec = {
                 **new,
+                "pixel_max": _pixel_max(images),
                 "channels": int(images.shape[1]),
                 "height": int(images.shape[2]),
                 "width": int(images.shape[3]),
@@ -63,6 +64,14 @@ def read_inputs(
         return images, None, spec
     labels = as_labels(y, len(images))
     return images, labels, spec
+
+
+def _pixel_max(images: torch.Tensor) -> float:
+    """The largest value of float images (the scale they were given on; predictions on
+    another scale are rescaled, see ``export.wrap``); 255 for uint8."""
+    if images.dtype == torch.uint8 or images.numel() == 0:
+        return 255.0
+    return float(images.max())
 
 
 def _read_files(

@@ -17,7 +17,7 @@ from ..data import Normalizer
 from ..errors import ConfigError
 from ..run import RunDir
 from .onnx import TOLERANCE, ExportCheckError
-from .wrap import ImageModel
+from .wrap import ImageModel, unit_scale
 
 FORMATS = {"state_dict": "model_state.pt", "torchscript": "model.torchscript.pt",
            "onnx": "model.onnx"}
@@ -45,6 +45,8 @@ def input_spec(run: RunDir, meta: dict[str, Any]) -> dict[str, Any]:
     spec.setdefault("height", size[0])
     spec.setdefault("width", size[1])
     spec.setdefault("dtype", data.get("dtype", "uint8"))
+    if "pixel_max" in data:
+        spec.setdefault("pixel_max", data["pixel_max"])
     spec.setdefault("layout", "NCHW")
     return spec
 
@@ -70,7 +72,7 @@ def load_wrapped(path: str | Path, *, probabilities: bool = True
     network = network.to(memory_format=torch.contiguous_format)
     spec = input_spec(run, meta)
     model = ImageModel(network, normalizer, meta["build"]["in_channels"],
-                       probabilities=probabilities, uint8_trained=spec["dtype"] == "uint8")
+                       probabilities=probabilities, unit_scale_trained=unit_scale(spec))
     return model, meta, spec
 
 
@@ -98,7 +100,7 @@ def load_state_export(path: str | Path) -> ImageModel:
         meta["arch"], BuildSpec(**meta["build"]))
     model = ImageModel(network, Normalizer.from_dict(meta["normalizer"]),
                        meta["build"]["in_channels"], probabilities=meta["probabilities"],
-                       uint8_trained=meta.get("input", {}).get("dtype") == "uint8")
+                       unit_scale_trained=unit_scale(meta.get("input") or {}))
     model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
     return model.eval()
 

@@ -10,9 +10,10 @@ Input rules (the same as :func:`autonas.data.validate.to_images`):
 * ``(N, H, W)`` is a grayscale stack; ``(N, A, B, C)`` is channel-last when the last axis has
   1-4 entries, else channel-first.
 * ``uint8`` images are scaled to [0, 1]; float images are taken as they are (as in training),
-  except for a model trained on uint8 images: a float image whose largest value exceeds
-  1.5 is on the 0-255 scale, so it is divided by 255 too, with a warning (eager and
-  TorchScript; an ONNX graph takes the training dtype only, see ``export.onnx``).
+  except for a model trained on images in 0-1 (uint8, or float in 0-1): a float image whose
+  largest value exceeds 1.5 is on the 0-255 scale, so it is divided by 255 too, with a
+  warning (eager and TorchScript; an ONNX graph takes the training dtype only, see
+  ``export.onnx``). :func:`unit_scale` says which models these are.
 * 4 channels are RGBA (alpha dropped); RGB given to a grayscale model becomes luminance
   (ITU-R 601-2, as PIL's ``convert("L")``); grayscale given to an RGB model is repeated.
 """
@@ -20,6 +21,8 @@ Input rules (the same as :func:`autonas.data.validate.to_images`):
 from __future__ import annotations
 
 import warnings
+from collections.abc import Mapping
+from typing import Any
 
 import torch
 from torch import nn
@@ -30,23 +33,32 @@ LUMA = (0.299, 0.587, 0.114)
 UNIT_SCALE_MAX = 1.5
 """Float pixels above this are on the 0-255 scale (same rule as ``data.validate``)."""
 RESCALE_WARNING = (
-    "float images with values above 1.5 given to a model trained on uint8 (0-255) images: "
-    "they are read as 0-255 and divided by 255. Pass uint8 images, or float images in 0-1 "
-    "(divide by 255), to silence this warning."
+    "float images with values above 1.5 given to a model trained on images in 0-1 (uint8 "
+    "0-255 divided by 255, or float 0-1): they are read as 0-255 and divided by 255. Pass "
+    "uint8 images, or float images in 0-1 (divide by 255), to silence this warning."
 )
+
+
+def unit_scale(spec: Mapping[str, Any]) -> bool:
+    """Whether a model's training images reached it in 0-1: uint8 (divided by 255), or
+    float with no value above 1.5 (``pixel_max``, recorded since; unknown = not assumed)."""
+    if spec.get("dtype") == "uint8":
+        return True
+    top = spec.get("pixel_max")
+    return top is not None and float(top) <= UNIT_SCALE_MAX
 
 
 class ImageModel(nn.Module):
     """Normalisation + network (+ softmax): a plain module in eval mode."""
 
     def __init__(self, network: nn.Module, normalizer: Normalizer, channels: int, *,
-                 probabilities: bool = True, uint8_trained: bool = False) -> None:
+                 probabilities: bool = True, unit_scale_trained: bool = False) -> None:
         super().__init__()
         self.network = network
         self.channels = int(channels)
         self.probabilities = bool(probabilities)
-        self.uint8_trained = bool(uint8_trained)
-        """Trained on uint8 images: float input on the 0-255 scale is divided by 255."""
+        self.unit_scale_trained = bool(unit_scale_trained)
+        """Trained on images in 0-1: float input on the 0-255 scale is divided by 255."""
         self.rescale_above = UNIT_SCALE_MAX  # attributes, since TorchScript reads no globals
         self.rescale_warning = RESCALE_WARNING
         self.register_buffer("mean", normalizer.mean.clone().view(1, -1, 1, 1))
@@ -58,7 +70,7 @@ class ImageModel(nn.Module):
         """The same wrapper around another network (e.g. its traced version)."""
         normalizer = Normalizer(self.mean.flatten(), self.std.flatten())
         return ImageModel(network, normalizer, self.channels, probabilities=self.probabilities,
-                          uint8_trained=self.uint8_trained)
+                          unit_scale_trained=self.unit_scale_trained)
 
     def preprocess(self, x: torch.Tensor) -> torch.Tensor:
         """Raw images in any accepted layout and dtype -> normalised float (N, C, H, W)."""
@@ -73,7 +85,7 @@ class ImageModel(nn.Module):
             x = x.to(torch.float32) / 255.0
         else:
             x = x.to(torch.float32)
-            if self.uint8_trained:
+            if self.unit_scale_trained:
                 x = self._rescale_0_255(x)
         c = x.shape[1]
         if c == 4:
