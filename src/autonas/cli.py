@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import sys
 import warnings
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -21,7 +22,7 @@ from .data.validate import check_train_counts
 from .errors import AutonasError, ConfigError
 from .pipeline import RunInterrupted, execute, load_data
 from .run import RunDir
-from .training.budget import parse_duration
+from .training.budget import parse_duration, process_start
 from .ui import console, setup_console_logging
 
 app = typer.Typer(
@@ -191,7 +192,7 @@ def _execute(cfg: RunConfig | None, phases: Sequence[str], *, out: Path | None,
                     cfg.device = device
                 seconds = parse_duration(budget) if budget is not None else None
                 return execute(cfg, run, phases, resume=True, arch=arch,
-                               budget_seconds=seconds)
+                               budget_seconds=seconds, clock_start=command_clock())
             assert cfg is not None
             check_out(out)
             data = load_data(cfg)  # bad data fails here, before a run folder exists
@@ -200,7 +201,8 @@ def _execute(cfg: RunConfig | None, phases: Sequence[str], *, out: Path | None,
             existed = out is not None and out.exists()
             run = create_run_dir(out, _run_name(cfg))
             try:
-                return execute(cfg, run, phases, arch=arch, data=data)
+                return execute(cfg, run, phases, arch=arch, data=data,
+                               clock_start=command_clock())
             except AutonasError:
                 discard_unstarted_run(run, keep_folder=existed)
                 raise
@@ -761,7 +763,21 @@ def _config_or_fail(**kwargs: Any) -> RunConfig:
     raise AssertionError("unreachable")
 
 
+_ENTRY_POINT = False
+
+
+def command_clock() -> float | None:
+    """Where a command's budget starts: the process's start when this process was started
+    for the command (the ``autonas`` script, ``python -m autonas``), so interpreter start and
+    imports count; None (the call itself) when the CLI is driven from other code."""
+    if _ENTRY_POINT or Path(sys.argv[0]).name in ("autonas", "autonas.exe"):
+        return process_start()
+    return None
+
+
 def main() -> None:
+    global _ENTRY_POINT
+    _ENTRY_POINT = True
     app()
 
 
