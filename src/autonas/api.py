@@ -45,7 +45,7 @@ from .config import RunConfig
 from .data import ImageData, Normalizer
 from .data.inputs import as_labels, encode_labels, read_inputs
 from .errors import AutonasError, ConfigError, DataError
-from .export.wrap import ImageModel
+from .export.wrap import ImageModel, unit_scale
 from .pipeline import RunInterrupted, execute, load_model
 from .run import RunDir, get_logger
 from .spaces import make_space
@@ -297,7 +297,9 @@ class ImageClassifier(ClassifierMixin, BaseEstimator):
 
     def _set_model(self, network: torch.nn.Module, normalizer: Normalizer,
                    meta: dict[str, Any]) -> None:
+        unit = unit_scale(getattr(self, "input_spec_", None) or {})
         self.model_ = ImageModel(network, normalizer, meta["build"]["in_channels"],
+                                 unit_scale_trained=unit,
                                  head=meta["build"].get("head", "softmax")).to(
             self.device_).eval()
         self.architecture_ = meta["arch"]
