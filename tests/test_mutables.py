@@ -271,7 +271,8 @@ def test_medmnist_cnn_build_adapts_to_the_data(channels: int, classes: int, size
         x = torch.randn(2, channels, size, size).contiguous(memory_format=torch.channels_last)
         assert model(x).shape == (2, classes)
         assert model.fc1.in_features == 32 * 14 * 14
-    assert space.options() == {"input_channels": 1, "num_classes": 2}  # the space is unchanged
+    # the space is unchanged (image_size, like the others, follows the data at build time)
+    assert space.options() == {"input_channels": 1, "num_classes": 2, "image_size": 28}
 
 
 def test_example_file_is_the_same_space(tmp_path: Path) -> None:

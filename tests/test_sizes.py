@@ -51,8 +51,9 @@ def test_28_px_networks_are_unchanged() -> None:
     arch = {"convolution_block": 0, "feature": 64}
     small = cnn.build(arch, BuildSpec(1, 2, 28))
     large = cnn.build(arch, BuildSpec(1, 2, 128))
-    assert isinstance(small.shrink, torch.nn.Identity)
-    assert large.shrink.kernel_size == 4  # 128 px pooled to 32 px before the blocks
+    assert small.shrink == 1 and [n for n, _ in small.named_children()] == [
+        "convolution_block", "fc1", "fc2"]  # the seed's layers, nothing added
+    assert large.shrink == 4  # 128 px pooled to 32 px before the blocks
     assert small.state_dict().keys() == large.state_dict().keys()
     assert large(torch.zeros(2, 1, 128, 128)).shape == (2, 2)
 

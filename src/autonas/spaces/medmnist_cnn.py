@@ -98,9 +98,8 @@ class CNNModelSpace(ModelSpace):
     def __init__(self, input_channels: int = 1, num_classes: int = 2,
                  image_size: int = 28) -> None:
         super().__init__()
-        factor = 2 ** stem_downsamples(image_size)
-        # no parameters: the state dict is the seed's at every size
-        self.shrink = nn.AvgPool2d(factor) if factor > 1 else nn.Identity()
+        # a plain number, not a module: the network's layers are the seed's at every size
+        self.shrink = 2 ** stem_downsamples(image_size)
         self.convolution_block = LayerChoice([
             SimpleConvolutionBlock(input_channels=input_channels),
             BiggerKernelBlock(input_channels=input_channels),
@@ -113,7 +112,9 @@ class CNNModelSpace(ModelSpace):
         self.fc2 = MutableLinear(feature, num_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.convolution_block(self.shrink(x))
+        if self.shrink > 1:
+            x = F.avg_pool2d(x, self.shrink)
+        x = self.convolution_block(x)
         if x.shape[-2:] != (FEATURE_SIZE, FEATURE_SIZE):
             x = F.adaptive_avg_pool2d(x, FEATURE_SIZE)
         x = torch.flatten(x, 1)
