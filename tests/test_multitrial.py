@@ -27,7 +27,7 @@ from autonas.spaces import make_space
 from autonas.spaces.darts import DartsSpace
 from autonas.strategies import SearchContext, make_strategy
 from autonas.strategies.evolution import mutate
-from autonas.strategies.study import finished_trials, pareto_front
+from autonas.trials.study import finished_trials, pareto_front
 from autonas.training.budget import Deadline
 from toy_space import arrays, write_npz
 

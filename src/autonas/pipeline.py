@@ -98,7 +98,8 @@ def search_phase(cfg: RunConfig, run: RunDir, data: ImageData, space: SearchSpac
              len(data.train_y), _remaining(deadline))
     result = strategy.search(SearchContext(data=data, space=space, run=run, deadline=deadline,
                                            device=device, seed=cfg.seed, resume=resume,
-                                           target=build_spec(cfg, data)))
+                                           target=build_spec(cfg, data),
+                                           config=_resolved(cfg, space)))
     arch = space.validate(result.architecture)
     run.write_json("search/result.json", {
         "strategy": cfg.strategy, "stopped": result.stopped, "epochs": result.epochs,

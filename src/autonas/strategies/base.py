@@ -30,6 +30,8 @@ class SearchContext:
     resume: bool = False
     target: BuildSpec | None = None
     """The network that will be retrained from the result (its depth, width, ...)."""
+    config: dict[str, Any] | None = None
+    """The run's resolved config, for worker processes that rebuild data and space."""
 
 
 @dataclass
