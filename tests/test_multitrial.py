@@ -27,8 +27,8 @@ from autonas.spaces import make_space
 from autonas.spaces.darts import DartsSpace
 from autonas.strategies import SearchContext, make_strategy
 from autonas.strategies.evolution import mutate
-from autonas.trials.study import finished_trials, pareto_front
 from autonas.training.budget import Deadline
+from autonas.trials.study import finished_trials, pareto_front
 from toy_space import arrays, write_npz
 
 ENV = {"AUTONAS_NO_PROGRESS": "1", "AUTONAS_THREADS": "1"}

@@ -201,6 +201,6 @@ def test_several_processes_on_sqlite_are_refused(npz, tmp_path):
     assert result.exit_code == 2
     assert "PostgreSQL" in result.output and "SQLite" in result.output
     url = f"sqlite:///{tmp_path / 'study.db'}"
-    with exclusive_sqlite(url), pytest.raises(ConfigError, match="PostgreSQL"):
-        with exclusive_sqlite(url):
-            pass
+    with exclusive_sqlite(url), pytest.raises(ConfigError, match="PostgreSQL"), \
+            exclusive_sqlite(url):
+        pass

@@ -202,7 +202,8 @@ class TrialRunner:
     the plan has nothing new; several runners (workers) may share the study."""
 
     def __init__(self, study: optuna.Study, storage: optuna.storages.RDBStorage,
-                 plan: TrialPlan, evaluate: Evaluate, *, recorder: Recorder, kind: str, deadline: Deadline, seed: int,
+                 plan: TrialPlan, evaluate: Evaluate, *, recorder: Recorder, kind: str,
+                 deadline: Deadline, seed: int,
                  max_trials: int | None, alone: bool, dedup: bool = True,
                  max_collisions: int = 50, prune: bool = False, log_prefix: str = "trial",
                  constraints: Callable[[optuna.Trial, dict[str, Any]], list[str]] | None = None

@@ -214,7 +214,8 @@ def open_search(strategy: MultiTrialStrategy, url: str, name: str, *, resume: bo
 
 
 def make_runner(strategy: MultiTrialStrategy, ctx: SearchContext, study: optuna.Study,
-                storage: optuna.storages.RDBStorage, url: str, recorder: Recorder, evaluate: Evaluate | None = None,
+                storage: optuna.storages.RDBStorage, url: str, recorder: Recorder,
+                evaluate: Evaluate | None = None,
                 deadline: Deadline | None = None) -> TrialRunner:
     plan = ArchitecturePlan(strategy, ctx.space)
     if not plan.drawn_by_sampler:
@@ -311,3 +312,21 @@ def order(row: dict[str, Any]) -> int:
     """Ties go to the earlier proposal (a re-run keeps its original's place)."""
     index = row.get(PROPOSAL)
     return row["number"] if index is None else index
+
+
+def best_finished(rows: list[dict[str, Any]], options: dict[str, Any]) -> dict[str, Any] | None:
+    """The best COMPLETE row on the first objective of a strategy's ``options`` (e.g. to
+    retrain after a crash), or None when no trial finished."""
+    from .study import metric_name, oriented
+
+    objectives = options.get("objectives") or [options.get("objective") or "auc"]
+    metric = metric_name(objectives[0] if isinstance(objectives, list) else objectives)
+    scored = []
+    for r in rows:
+        if r.get("state") != "COMPLETE" or r.get("value") is None or r.get("arch") is None:
+            continue
+        value = r["value"][0] if isinstance(r["value"], list) else r["value"]
+        scored.append((oriented(value, metric), -order(r), r))
+    if not scored:
+        return None
+    return max(scored, key=lambda s: (s[0], s[1]))[2]
