@@ -22,6 +22,7 @@ class Recorder:
     def __init__(self, run: RunDir | None, *, progress: bool = True) -> None:
         self.run = run
         self.show_progress = progress and run is not None
+        self._synced: dict[tuple[str, str], set[Any]] = {}
 
     @property
     def writes(self) -> bool:
@@ -43,10 +44,13 @@ class Recorder:
     def sync(self, kind: str, rows: Iterable[dict[str, Any]], key: str = "number"
              ) -> list[dict[str, Any]]:
         """Append the rows whose ``key`` is not recorded yet; returns the new ones."""
-        known = {r.get(key) for r in self.rows(kind)}
+        if (kind, key) not in self._synced:  # read the file once, then remember
+            self._synced[(kind, key)] = {r.get(key) for r in self.rows(kind)}
+        known = self._synced[(kind, key)]
         new = [r for r in rows if r.get(key) not in known]
         for row in new:
             self.record(kind, row)
+            known.add(row.get(key))
         return new
 
     def checkpoint(self, name: str, state: Any) -> None:

@@ -40,11 +40,11 @@ from .trials.study import (
     METRICS,
     default_storage,
     exclusive_sqlite,
-    is_sqlite,
     make_storage,
     masked,
     no_experimental_warnings,
     open_study,
+    single_process,
 )
 
 TUNE_DIR = "tune"
@@ -125,7 +125,7 @@ def tune(run_dir: str | Path, *, budget: float | None = 600.0, max_trials: int |
         evaluate = train_hparams(cfg, space, arch, spec, data, dev, trial_epochs)
         runner = TrialRunner(study, store, plan, evaluate, recorder=Recorder(run),
                              kind=TRIALS_FILE.removesuffix(".jsonl"), deadline=deadline,
-                             seed=seed, max_trials=max_trials, alone=is_sqlite(url),
+                             seed=seed, max_trials=max_trials, alone=single_process(url),
                              dedup=False, prune=True, log_prefix="tune trial")
         log.info("tune: %s of %s (%s), %d-epoch trials, %s", metric, space.describe(arch),
                  data.name, trial_epochs, masked(url))

@@ -44,7 +44,6 @@ from .study import (
     METRICS,
     REPEAT_OF,
     ask_lock,
-    finished_trials,
     metric_value,
     no_experimental_warnings,
     oriented,
@@ -57,7 +56,10 @@ PROPOSAL = "proposal"
 """User attribute: the proposal's index (0, 1, ...), kept by a re-run of the same proposal."""
 SEED = "seed"
 """User attribute: the seed the trial trains with, kept by a re-run."""
+RESULT = "result"
+"""User attribute: the finished trial's row (metrics, costs, error, seconds), in one write."""
 MAX_CONSECUTIVE_FAILURES = 20
+FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
 
 
 def describe_error(exc: BaseException) -> str:
@@ -215,21 +217,26 @@ class TrialRunner:
         self.max_collisions, self.prune, self.log_prefix = max_collisions, prune, log_prefix
         self.constraints = constraints
         self.rows: list[dict[str, Any]] = []
-        self._observed: set[int] = set()
+        self._rows: dict[int, dict[str, Any]] = {}
+        self._recovered = False
 
     # -- the history ---------------------------------------------------------------------
-    def refresh(self) -> list[dict[str, Any]]:
-        """Read the finished trials (all workers'), record the new rows and let the plan
-        observe them in proposal order; returns the rows in proposal order."""
-        rows = [trial_row(t, self.plan.keys) for t in finished_trials(self.study)]
-        self.recorder.sync(self.kind, rows)
-        rows.sort(key=proposal_order)
-        for row in rows:
-            if row["number"] not in self._observed:
-                self._observed.add(row["number"])
+    def refresh(self, trials: list[FrozenTrial] | None = None) -> list[dict[str, Any]]:
+        """Take in the newly finished trials (all workers'; ``trials`` if just read):
+        record their rows and let the plan observe them in proposal order; returns every
+        finished row in proposal order."""
+        if trials is None:
+            trials = self.study.get_trials(deepcopy=False)
+        new = [trial_row(t, self.plan.keys) for t in trials
+               if t.state in FINISHED and t.number not in self._rows
+               and REPEAT_OF not in t.user_attrs]
+        if new:
+            self.recorder.sync(self.kind, sorted(new, key=lambda r: r["number"]))
+            for row in sorted(new, key=proposal_order):
+                self._rows[row["number"]] = row
                 self.plan.observe(row)
-        self.rows = rows
-        return rows
+            self.rows = sorted(self._rows.values(), key=proposal_order)
+        return self.rows
 
     def history(self) -> list[dict[str, Any]]:
         """Finished rows a strategy learns from: in proposal order, without the trials a
@@ -253,36 +260,37 @@ class TrialRunner:
         ``budget``, ``exhausted: ...``, ``converged: ...``, ``early-stop: ...``)."""
         failures = 0
         interval = getattr(self.storage, "heartbeat_interval", None) or 1
-        while True:
+        try:
+            while True:
+                if failures >= MAX_CONSECUTIVE_FAILURES:
+                    return f"early-stop: {failures} trials in a row failed"
+                picked = self.pick()
+                if isinstance(picked, str):
+                    if picked != "wait":
+                        return picked
+                    time.sleep(min(interval, 1.0))  # others' trials run: one may need a re-run
+                    continue
+                frozen = self.run(picked)
+                row = trial_row(frozen, self.plan.keys)
+                failures = failures + 1 if row["state"] == "FAIL" else 0
+                self.log(row)
+                self.refresh()
+                if on_row is not None:
+                    on_row(row)
+                if row["state"] == "PRUNED" and str(row["error"]).startswith("budget"):
+                    return "budget"
+        finally:
             self.refresh()
-            if failures >= MAX_CONSECUTIVE_FAILURES:
-                return f"early-stop: {failures} trials in a row failed"
-            picked = self.pick()
-            if isinstance(picked, str):
-                if picked != "wait":
-                    return picked
-                time.sleep(min(interval, 1.0))  # others' trials run: one may need a re-run
-                continue
-            frozen = self.run(picked)
-            row = trial_row(frozen, self.plan.keys)
-            self.refresh()
-            failures = failures + 1 if row["state"] == "FAIL" else 0
-            self.log(row)
-            if on_row is not None:
-                on_row(row)
-            if row["state"] == "PRUNED" and str(row["error"]).startswith("budget"):
-                return "budget"
-
-    def _others_running(self) -> bool:
-        return any(t.state in (TrialState.RUNNING, TrialState.WAITING)
-                   for t in self.study.get_trials(deepcopy=False))
 
     def pick(self) -> Picked | str:
         """The next trial with its proposal, or why not: ``wait`` (others' trials may
         still need re-running), or why the search ends."""
         with ask_lock(self.storage, self.study.study_name):
-            self.recover()
+            if not (self.alone and self._recovered):  # alone, no one else leaves trials
+                self.recover()
+                self._recovered = True
             trials = self.study.get_trials(deepcopy=False)
+            self.refresh(trials)
             waiting = any(t.state == TrialState.WAITING for t in trials)
             running = any(t.state == TrialState.RUNNING for t in trials)
             index = len({t.user_attrs[PROPOSAL] for t in trials if PROPOSAL in t.user_attrs})
@@ -461,8 +469,7 @@ class TrialRunner:
                state: TrialState, values: list[float] | None) -> FrozenTrial:
         attrs.pop("state", None)
         attrs["seconds"] = time.monotonic() - started
-        for key, value in jsonable(attrs).items():
-            trial.set_user_attr(key, value)
+        trial.set_user_attr(RESULT, jsonable(attrs))  # one write: a trial's row
         return self.study.tell(trial, values, state=state)
 
     def log(self, row: dict[str, Any]) -> None:

@@ -53,6 +53,7 @@ from .study import (
     no_experimental_warnings,
     open_study,
     pareto_front,
+    single_process,
 )
 
 if TYPE_CHECKING:
@@ -223,7 +224,7 @@ def make_runner(strategy: MultiTrialStrategy, ctx: SearchContext, study: optuna.
     return TrialRunner(study, storage, plan, evaluate or train_architecture(strategy, ctx),
                        recorder=recorder, kind=TRIALS_KIND,
                        deadline=deadline or ctx.deadline, seed=ctx.seed,
-                       max_trials=strategy.max_trials, alone=is_sqlite(url),
+                       max_trials=strategy.max_trials, alone=single_process(url),
                        dedup=strategy.dedup, max_collisions=strategy.max_collisions,
                        prune=not strategy.multi_objective,
                        constraints=constraint_check(strategy))
@@ -237,7 +238,7 @@ def run_search(strategy: MultiTrialStrategy, ctx: SearchContext,
 
     strategy.setup(ctx)
     url = strategy.storage or default_storage(ctx.run.file("search"))
-    if strategy.workers > 1 and is_sqlite(url):
+    if strategy.workers > 1 and single_process(url):
         raise ConfigError(f"{strategy.workers} workers cannot share a SQLite study: SQLite "
                           "serves one process. Put the study on PostgreSQL: --storage "
                           "postgresql://user:pass@host/db --workers N")

@@ -20,7 +20,7 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from ..errors import ConfigError
-from ..run import RunDir, jsonable
+from ..run import jsonable
 
 INTERRUPTED = "interrupted"
 """The error recorded for a trial a kill or Ctrl-C stopped; it does not count as tried."""
@@ -103,8 +103,18 @@ def storage_url(url: str) -> str:
     return url
 
 
+MEMORY = "memory"
+"""The storage "URL" of a study kept in this process's memory (Optuna's InMemoryStorage):
+fastest, for searches that need no resume and no workers (e.g. a synthetic benchmark)."""
+
+
 def is_sqlite(url: str) -> bool:
     return url.startswith("sqlite")
+
+
+def single_process(url: str) -> bool:
+    """Whether a study at ``url`` serves one process only (SQLite, memory)."""
+    return is_sqlite(url) or url == MEMORY
 
 
 def retry_callback() -> Any:
@@ -119,6 +129,8 @@ def make_storage(url: str, *, heartbeat_interval: int | None = None,
     """Optuna's RDB storage for ``url``; with ``heartbeat_interval`` (seconds), every
     running trial beats and a trial silent for ``grace_period`` is failed and re-queued."""
     quiet_optuna()
+    if url == MEMORY:
+        return optuna.storages.InMemoryStorage()  # type: ignore[return-value]
     full = storage_url(url)
     heartbeat: dict[str, Any] = {}
     if heartbeat_interval is not None:
@@ -129,7 +141,7 @@ def make_storage(url: str, *, heartbeat_interval: int | None = None,
     try:
         with no_experimental_warnings():
             storage = optuna.storages.RDBStorage(full, engine_kwargs=engine, **heartbeat)
-        if is_sqlite(full):
+        if is_sqlite(full) and ":memory:" not in full:
             _write_ahead_log(storage.engine)
         return storage
     except ImportError as exc:
@@ -177,13 +189,14 @@ def ask_lock(storage: optuna.storages.RDBStorage, study_name: str) -> Iterator[N
     server if the worker dies), so that counting trials, proposing and asking are one
     step: the search runs exactly the asked number of trials and no architecture twice.
     One process on SQLite needs no lock."""
-    if storage.engine.dialect.name != "postgresql":
+    engine = getattr(storage, "engine", None)
+    if engine is None or engine.dialect.name != "postgresql":
         yield
         return
     from sqlalchemy import text
 
     key = "autonas:" + study_name
-    with storage.engine.connect() as conn:
+    with engine.connect() as conn:
         conn.execute(text("SELECT pg_advisory_lock(hashtext(:k))"), {"k": key})
         conn.commit()
         try:
@@ -273,8 +286,9 @@ def finished_trials(study: optuna.Study) -> list[FrozenTrial]:
 def trial_row(trial: FrozenTrial, keys: Sequence[str]) -> dict[str, Any]:
     """One ``trials.jsonl`` row: ``number``, ``state``, ``value`` (a list for several
     objectives; for a pruned trial, its best value before it was stopped), then ``keys``
-    from the trial's user attributes."""
-    attrs = trial.user_attrs
+    from the trial's user attributes (the proposal's, and the ``result`` the runner
+    writes when the trial ends)."""
+    attrs = {**trial.user_attrs, **(trial.user_attrs.get("result") or {})}
     if trial.state == TrialState.COMPLETE:
         values = trial.values or []
         value: Any = values[0] if len(values) == 1 else list(values)
@@ -285,21 +299,6 @@ def trial_row(trial: FrozenTrial, keys: Sequence[str]) -> dict[str, Any]:
     if trial.state == TrialState.FAIL and "error" in keys and not attrs.get("error"):
         row["error"] = INTERRUPTED  # failed by a heartbeat check: its worker died
     return jsonable(row)
-
-
-def sync_rows(run: RunDir, name: str, study: optuna.Study, keys: Sequence[str]
-              ) -> list[dict[str, Any]]:
-    """Make ``name`` hold one row per finished trial of ``study`` (cut lines dropped,
-    missing rows appended in trial order); returns the rows."""
-    rows = run.read_jsonl(name)
-    run.truncate_jsonl(name, len(rows))
-    by_number = {r.get("number"): r for r in rows}
-    for trial in finished_trials(study):
-        if trial.number not in by_number:
-            row = trial_row(trial, keys)
-            run.append_jsonl(name, row)
-            by_number[trial.number] = row
-    return sorted(by_number.values(), key=lambda r: r["number"])
 
 
 def pareto_front(rows: Sequence[dict[str, Any]], directions: Sequence[str]
