@@ -558,6 +558,9 @@ def worker(
     study: Annotated[str, typer.Option("--study", help="The study name (the run folder's "
                                        "name, or search.study_name).")],
     device: Device = "auto",
+    wait: Annotated[float, typer.Option("--wait", help="Seconds to wait for the coordinator "
+                                        "to create the study (workers may start first).")]
+    = 120.0,
 ) -> None:
     """Join a running multi-trial search as one more worker (any machine that reaches the
     database and the data); it runs trials until the search is over."""
@@ -565,7 +568,7 @@ def worker(
 
     setup_console_logging()
     try:
-        summary = join(storage, study, device=device)
+        summary = join(storage, study, device=device, wait=wait)
     except AutonasError as exc:
         _fail(str(exc))
     except KeyboardInterrupt:

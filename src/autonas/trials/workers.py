@@ -119,8 +119,10 @@ def _device(run: RunDir, fallback: str) -> str:
         return fallback
 
 
-def join(url: str, study_name: str, device: str = "auto") -> dict[str, Any]:
-    """Run one worker on the study until the search is over; returns a summary."""
+def join(url: str, study_name: str, device: str = "auto", wait: float = 120.0
+         ) -> dict[str, Any]:
+    """Run one worker on the study until the search is over (waiting up to ``wait``
+    seconds for the coordinator to create it); returns a summary."""
     from ..config import RunConfig
     from ..pipeline import load_data
     from ..spaces import make_space
@@ -131,12 +133,20 @@ def join(url: str, study_name: str, device: str = "auto") -> dict[str, Any]:
     from .study import exclusive_sqlite
 
     probe = make_storage(url)
-    try:
-        with no_experimental_warnings():
-            study = optuna.load_study(study_name=study_name, storage=probe)
-    except KeyError:
-        raise ConfigError(f"no study named {study_name!r} in {masked(url)}; start the search "
-                          "first (autonas run ... --storage URL), then the workers") from None
+    study, waited_until = None, time.monotonic() + wait
+    while True:  # a worker started with the coordinator waits for it to write the study
+        try:
+            with no_experimental_warnings():
+                study = optuna.load_study(study_name=study_name, storage=probe)
+            if JOB in study.user_attrs or time.monotonic() >= waited_until:
+                break
+        except KeyError:
+            if time.monotonic() >= waited_until:
+                raise ConfigError(f"no study named {study_name!r} in {masked(url)} after "
+                                  f"{wait:.0f} s; start the search first (autonas run ... "
+                                  "--storage URL --workers N), or wait longer (--wait)"
+                                  ) from None
+        time.sleep(POLL_SECONDS)
     job = read_job(study, url)
     cfg = RunConfig.from_dict(job["config"])
     dev = resolve_device(device if device != "auto" else cfg.device)
