@@ -116,3 +116,25 @@ def test_too_few_trials_for_the_population_is_recorded_as_random(tmp_path):
     result = search.search(ctx, evaluate=Objective())
     assert result.extra["random_only"] is True
 
+
+
+def test_a_budget_limited_evolution_sizes_its_population_to_the_trials_that_fit(tmp_path):
+    """No max_trials: the population follows the trials the budget leaves room for (here
+    about 30 trials of 0.05 s in 1.5 s), so the search gets past random sampling."""
+    import time
+
+    space = GridSpace()
+    objective = Objective()
+
+    def slow(job):
+        time.sleep(0.05)
+        return objective(job)
+
+    search = make_strategy("evolution", space, storage="memory")
+    run = RunDir.create(tmp_path / "budget", name="quality")
+    ctx = SearchContext(data=None, space=space, run=run, deadline=Deadline.after(1.5),  # type: ignore[arg-type]
+                        device=None, seed=0)  # type: ignore[arg-type]
+    result = search.search(ctx, evaluate=slow)
+    assert search.population() < 50
+    assert "random_only" not in result.extra
+    assert len(result.history) > search.population()
