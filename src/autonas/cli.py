@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated, Any
@@ -16,7 +17,7 @@ from .config import RunConfig
 from .errors import AutonasError, ConfigError
 from .pipeline import RunInterrupted, execute
 from .run import RunDir
-from .training.budget import parse_duration
+from .training.budget import parse_duration, process_start
 from .ui import console, setup_console_logging
 
 app = typer.Typer(
@@ -185,10 +186,11 @@ def _execute(cfg: RunConfig | None, phases: Sequence[str], *, out: Path | None,
             if device is not None:
                 cfg.device = device
             seconds = parse_duration(budget) if budget is not None else None
-            return execute(cfg, run, phases, resume=True, arch=arch, budget_seconds=seconds)
+            return execute(cfg, run, phases, resume=True, arch=arch, budget_seconds=seconds,
+                           clock_start=command_clock())
         assert cfg is not None
         run = RunDir.create(out, _run_name(cfg))
-        return execute(cfg, run, phases, arch=arch)
+        return execute(cfg, run, phases, arch=arch, clock_start=command_clock())
     except RunInterrupted as stop:
         console.print(f"\n[yellow]{stop.phase} interrupted.[/] Everything up to the last "
                       f"finished epoch is saved in {stop.run.path}.\nContinue with: "
@@ -715,7 +717,21 @@ def _config_or_fail(**kwargs: Any) -> RunConfig:
     raise AssertionError("unreachable")
 
 
+_ENTRY_POINT = False
+
+
+def command_clock() -> float | None:
+    """Where a command's budget starts: the process's start when this process was started
+    for the command (the ``autonas`` script, ``python -m autonas``), so interpreter start and
+    imports count; None (the call itself) when the CLI is driven from other code."""
+    if _ENTRY_POINT or Path(sys.argv[0]).name in ("autonas", "autonas.exe"):
+        return process_start()
+    return None
+
+
 def main() -> None:
+    global _ENTRY_POINT
+    _ENTRY_POINT = True
     app()
 
 

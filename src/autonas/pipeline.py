@@ -8,29 +8,33 @@ call :func:`execute`.
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict
 from typing import Any
 
 import numpy as np
 import torch
+from torch import nn
 
 from .config import RunConfig
 from .data import ImageData, Normalizer, load_dataset
 from .errors import ConfigError
+from .result_checks import result_warnings
 from .run import RunDir, detach_log, get_logger
 from .spaces import BuildSpec, SearchSpace, make_space
 from .spaces.darts import DartsSpace
+from .spaces.user_source import keep_source, source_fields, space_of_run
 from .strategies import SearchContext, make_strategy
 from .training.budget import Budget, Deadline
 from .training.device import configure_threads, resolve_device, seed_everything, to_channels_last
 from .training.loop import predict_proba
 from .training.metrics import classification_metrics
 from .training.profile import profile_model
+from .training.reserve import REPORT_SECONDS, finish_seconds
+from .training.speed import MachineSpeed
 from .training.trainer import fit
 
 PHASES = ("search", "retrain", "evaluate")
-EVAL_RESERVE = 0.03  # share of the budget kept for evaluation and writing results
 
 
 class RunInterrupted(Exception):
@@ -61,7 +65,7 @@ def load_model(run: RunDir, device: torch.device | str = "cpu"
                ) -> tuple[torch.nn.Module, Normalizer, dict[str, Any]]:
     """Rebuild the retrained network of a run (weights loaded with ``weights_only=True``)."""
     meta = run.read_json("model.json")
-    space = make_space(meta["space"], **meta["space_options"])
+    space = space_of_run(run, meta)  # a user space comes from the run's copy of its source
     model = space.build(meta["arch"], BuildSpec(**meta["build"]))
     state = torch.load(run.file("model.pt"), map_location="cpu", weights_only=True)
     model.load_state_dict(state)
@@ -73,7 +77,7 @@ def write_architecture(run: RunDir, cfg: RunConfig, space: SearchSpace, arch: di
                        **extra: Any) -> None:
     """architecture.json for every space; genotype.json too for cell spaces."""
     run.write_json("architecture.json", {"space": cfg.space, "space_options": space.options(),
-                                         "arch": arch, **extra})
+                                         **source_fields(run, cfg.space), "arch": arch, **extra})
     if isinstance(space, DartsSpace):
         run.write_json("genotype.json", {"genotype": arch, **extra})
 
@@ -113,27 +117,36 @@ def search_phase(cfg: RunConfig, run: RunDir, data: ImageData, space: SearchSpac
 
 
 def retrain_phase(cfg: RunConfig, run: RunDir, data: ImageData, space: SearchSpace,
-                  arch: dict[str, Any], deadline: Deadline, device: torch.device,
-                  resume: bool) -> dict[str, Any]:
+                  arch: dict[str, Any], deadline: Deadline | Callable[[nn.Module], Deadline],
+                  device: torch.device, resume: bool,
+                  speed: MachineSpeed | None = None) -> dict[str, Any]:
+    """``deadline`` may be a function of the built network (to keep the time its
+    evaluation will take); ``speed`` holds the machine's speed at the run's start."""
     log = get_logger()
     seed_everything(cfg.seed)
     spec = build_spec(cfg, data)
     model = to_channels_last(space.build(arch, spec).to(device))
+    if callable(deadline):
+        deadline = deadline(model)
     n_params = sum(p.numel() for p in model.parameters() if p.requires_grad)
     log.info("retrain: %d parameters, %s", n_params, _remaining(deadline))
     normalizer = Normalizer.fit(data.train_x)
     result = fit(model, data, cfg.train, deadline=deadline, device=device, seed=cfg.seed, run=run,
-                 prefix="retrain", normalizer=normalizer, resume=resume)
+                 prefix="retrain", normalizer=normalizer, resume=resume,
+                 machine=speed.slowdown if speed is not None else None)
     if result.state_dict is None:
         raise ConfigError("the budget ended before the first training epoch finished; "
                           "give the run a larger --budget")
     run.save_state("model.pt", result.state_dict)
     info = {
         "space": cfg.space, "space_options": space.options(), "arch": arch,
+        **source_fields(run, cfg.space),
         "build": asdict(spec), "normalizer": normalizer.to_dict(),
         "class_names": data.class_names, "task": data.task, "dataset": data.name,
         "params": n_params, "best_epoch": result.best_epoch, "epochs": result.epochs,
         "planned_epochs": result.planned_epochs, "stopped": result.stopped,
+        "first_plan": result.first_plan, "slowdown": result.slowdown,
+        "replans": result.replans, "start_slowdown": result.start_slowdown,
     }
     run.write_json("model.json", info)
     log.info("retrain finished (%s): best epoch %d of %d, val auc %s acc %.3f", result.stopped,
@@ -161,10 +174,17 @@ def evaluate_phase(run: RunDir, data: ImageData, device: torch.device) -> dict[s
     metrics["model"]["device"] = str(device)
     np.savez_compressed(run.file("predictions.npz"), **predictions)
     run.file("model_summary.txt").write_text(f"{model}\n")
+    metrics["warnings"] = result_warnings(meta, predictions)
     run.write_json("metrics.json", metrics)
+    for warning in metrics["warnings"]:
+        get_logger().warning("warning (%s): %s", warning["code"], warning["message"])
     get_logger().info("test: accuracy %.4f, AUC %s, loss %.4f", metrics["test"]["accuracy"],
                       metrics["test"]["auc"], metrics["test"]["loss"])
     return metrics
+
+
+QUICK_RESAMPLES = 200
+"""Bootstrap resamples of a report written when the budget is nearly spent."""
 
 
 # ----------------------------------------------------------------------------- driver
@@ -173,8 +193,12 @@ def evaluate_phase(run: RunDir, data: ImageData, device: torch.device) -> dict[s
 def execute(cfg: RunConfig, run: RunDir, phases: Sequence[str] = PHASES, *,
             resume: bool = False, arch: dict[str, Any] | None = None,
             budget_seconds: float | None = None, data: ImageData | None = None,
-            space: SearchSpace | None = None) -> dict[str, Any]:
+            space: SearchSpace | None = None, clock_start: float | None = None
+            ) -> dict[str, Any]:
     """Run ``phases`` in order inside the budget; returns a summary of what was done.
+
+    The budget runs from ``clock_start`` (a ``time.monotonic()`` value; the CLI passes the
+    process's start) to the written report; by default from this call.
 
     ``budget_seconds`` overrides the time this invocation may use (a resumed run by
     default gets what its original budget has left). ``data`` gives the dataset in memory
@@ -182,18 +206,35 @@ def execute(cfg: RunConfig, run: RunDir, phases: Sequence[str] = PHASES, *,
     ``space`` likewise gives the search space as an object instead of by name.
     """
     log = get_logger()
+    clock = time.monotonic() if clock_start is None else clock_start
     handler = run.attach_log()
     mirror = None
     try:
+        todo = [p for p in phases if not (resume and run.phase_state(p) == "done")]
+        for phase in todo:  # before anything in the run folder is rewritten
+            if resume and run.phase_state(phase) == "running":
+                _count_killed_session(run, phase)
+        if budget_seconds is not None:
+            seconds = budget_seconds
+        elif set(todo) <= {"evaluate"}:
+            seconds = None  # evaluation alone is quick and must not be refused for lack of time
+        else:
+            seconds = _budget_left(cfg, run, resume)
+        budget = Budget(seconds, start=clock)
         if cfg.tensorboard:
             from .report.tensorboard import start_mirror
 
             mirror = start_mirror(run.path)
         device = resolve_device(cfg.device)
         configure_threads(cfg.threads)
+        speed = MachineSpeed() if budget.seconds is not None else None
         seed_everything(cfg.seed)
         if space is None:
-            space = make_space(cfg.space, **cfg.space_options)
+            saved = {"space": cfg.space, "space_options": cfg.space_options,
+                     **source_fields(run, cfg.space)}
+            space = space_of_run(run, saved) if resume else make_space(cfg.space,
+                                                                       **cfg.space_options)
+        keep_source(run, cfg.space)
         if not resume:
             run.write_yaml("config.yaml", _resolved(cfg, space))
         run.write_environment(cfg.seed, device)
@@ -204,25 +245,25 @@ def execute(cfg: RunConfig, run: RunDir, phases: Sequence[str] = PHASES, *,
             from .report.samples import write_samples
 
             write_samples(run.file("samples.npz"), data, seed=cfg.seed)
-        todo = [p for p in phases if not (resume and run.phase_state(p) == "done")]
-        for phase in todo:
-            if resume and run.phase_state(phase) == "running":
-                _count_killed_session(run, phase)
-        if budget_seconds is not None:
-            seconds = budget_seconds
-        elif set(todo) <= {"evaluate"}:
-            seconds = None  # evaluation alone is quick and must not be refused for lack of time
-        else:
-            seconds = _budget_left(cfg, run, resume)
-        budget = Budget(seconds)
-        reserve = (seconds or 0) * EVAL_RESERVE if "evaluate" in phases else 0.0
+        evaluating = "evaluate" in todo
+        loaded = data
+
+        def retrain_deadline(model: nn.Module) -> Deadline:
+            if not evaluating or budget.seconds is None:
+                return budget.deadline
+            keep = finish_seconds(model, loaded, device)
+            log.info("retrain: keeping %.1f s for evaluation and the report", keep)
+            return budget.minus(keep)
+
         summary: dict[str, Any] = {"run": str(run.path), "phases": {}}
         for phase in todo:
+            deadline: Deadline | Callable[[nn.Module], Deadline]
             if phase == "search":
                 fraction = cfg.search_fraction if "retrain" in todo else 1.0
-                deadline = budget.until_fraction(fraction).earlier(budget.minus(reserve))
+                keep = REPORT_SECONDS if evaluating else 0.0
+                deadline = budget.until_fraction(fraction).earlier(budget.minus(keep))
             elif phase == "retrain":
-                deadline = budget.minus(reserve)
+                deadline = retrain_deadline
             else:
                 deadline = budget.deadline
             resuming = resume and run.phase_state(phase) is not None
@@ -234,7 +275,7 @@ def execute(cfg: RunConfig, run: RunDir, phases: Sequence[str] = PHASES, *,
                 elif phase == "retrain":
                     arch = space.validate(arch if arch is not None else read_architecture(run))
                     summary["model"] = retrain_phase(cfg, run, data, space, arch, deadline,
-                                                     device, resuming)
+                                                     device, resuming, speed)
                 else:
                     summary["metrics"] = evaluate_phase(run, data, device)
             except KeyboardInterrupt:
@@ -246,7 +287,7 @@ def execute(cfg: RunConfig, run: RunDir, phases: Sequence[str] = PHASES, *,
             _add_seconds(run, phase, "done", started)
             summary["phases"][phase] = run.status()[phase]
         if "evaluate" in todo:
-            _write_report(run)
+            _write_report(run, quick=budget.remaining() < REPORT_SECONDS)
         summary["seconds"] = budget.elapsed()
         summary["budget"] = seconds
         if run.exists("architecture.json") or run.exists("genotype.json"):
@@ -263,12 +304,14 @@ def execute(cfg: RunConfig, run: RunDir, phases: Sequence[str] = PHASES, *,
         detach_log(handler)
 
 
-def _write_report(run: RunDir) -> None:
-    """report.html in the run folder; a report that cannot be written never fails the run."""
+def _write_report(run: RunDir, quick: bool = False) -> None:
+    """report.html in the run folder; a report that cannot be written never fails the run.
+    ``quick`` (the budget is nearly spent): fewer bootstrap resamples."""
     try:
         from .report import write_report
 
-        get_logger().info("report: %s", write_report(run.path))
+        n_resamples = QUICK_RESAMPLES if quick else 1000
+        get_logger().info("report: %s", write_report(run.path, n_resamples=n_resamples))
     except Exception as exc:
         get_logger().warning("report.html not written (%s: %s); retry with: autonas report %s",
                              type(exc).__name__, exc, run.path)
@@ -302,14 +345,17 @@ def _add_seconds(run: RunDir, phase: str, state: str, started: float) -> None:
 
 
 def _count_killed_session(run: RunDir, phase: str) -> None:
-    """A phase left 'running' was killed: charge its time up to its last checkpoint."""
+    """A phase left 'running' was killed: bill the time it surely ran, from its session's
+    start to its last heartbeat (written at every checkpoint; see ``RunDir.heartbeat``)."""
     entry = run.status().get(phase, {})
     start = entry.get("session_start")
-    files = [p for p in run.path.rglob("*") if p.is_file()]
-    if start is None or not files:
+    if start is None:
         return
-    last = max(p.stat().st_mtime for p in files)
-    run.set_phase(phase, "killed", seconds=entry.get("seconds", 0.0) + max(0.0, last - start))
+    last = entry.get("heartbeat", start)
+    ran = max(0.0, float(last) - float(start))
+    get_logger().info("%s was killed after %.0f s of work (to its last checkpoint); billing "
+                      "that to the budget", phase, ran)
+    run.set_phase(phase, "killed", seconds=entry.get("seconds", 0.0) + ran)
 
 
 def _remaining(deadline: Deadline) -> str:

@@ -67,7 +67,9 @@ def make_strategy(name: str, space: object | None = None, **options: Any) -> Str
         raise ConfigError(
             f"strategy {name!r} has no option(s) {unknown}; its options are {sorted(known)}"
         )
-    kwargs = {**entry.defaults, **{k: v for k, v in options.items() if v is not None}}
+    # Only absent keys take the defaults: an explicit None (YAML null) is a value, e.g.
+    # ``search_images: null`` = no cap, and config.yaml must record it as given.
+    kwargs = {**entry.defaults, **options}
     return entry.cls(**kwargs)
 
 
@@ -79,15 +81,19 @@ def _load_builtins() -> None:
         darts_minus,  # noqa: F401
         darts_model,  # noqa: F401
         enas,  # noqa: F401
+        enas_model,  # noqa: F401
         evolution,  # noqa: F401
         gdas,  # noqa: F401
+        gdas_model,  # noqa: F401
         grid_search,  # noqa: F401
         nsga2,  # noqa: F401
         p_darts,  # noqa: F401
         pc_darts,  # noqa: F401
+        proxyless,  # noqa: F401
         random_search,  # noqa: F401
         reinforce,  # noqa: F401
         spos,  # noqa: F401
+        spos_model,  # noqa: F401
         tpe,  # noqa: F401
     )
 

@@ -32,6 +32,7 @@ from ..run import get_logger, jsonable
 from ..spaces.base import SearchSpace
 from ..training.budget import Deadline
 from ..training.device import to_channels_last
+from ..training.loop import profile_seconds
 from ..training.profile import profile_model
 from ..training.trainer import fit
 from .runner import (
@@ -161,7 +162,11 @@ def train_architecture(strategy: MultiTrialStrategy, ctx: SearchContext) -> Eval
 
         torch.manual_seed(job.seed)
         model = to_channels_last(space.build(job.subject, spec).to(ctx.device))
-        cost = profile_model(model, (data.channels, *data.image_size))
+        shape = (data.channels, *data.image_size)
+        # Profiling is part of the trial's time: checked against the deadline first.
+        if not job.deadline.fits(profile_seconds(model, shape, ctx.device)):
+            return {"state": "PRUNED", "error": "budget: no time left to profile it"}
+        cost = profile_model(model, shape)
         row: dict[str, Any] = dict(cost)
         violated = job.constraints(cost)
         if violated:

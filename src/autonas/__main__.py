@@ -1,0 +1,5 @@
+"""`python -m autonas`: the `autonas` command."""
+
+from .cli import main
+
+main()
