@@ -19,6 +19,7 @@ from torch import nn
 from .config import RunConfig
 from .data import ImageData, Normalizer, load_dataset
 from .errors import ConfigError
+from .recorder import Recorder
 from .result_checks import result_warnings
 from .run import RunDir, detach_log, get_logger
 from .spaces import BuildSpec, SearchSpace, make_space
@@ -103,7 +104,8 @@ def search_phase(cfg: RunConfig, run: RunDir, data: ImageData, space: SearchSpac
     result = strategy.search(SearchContext(data=data, space=space, run=run, deadline=deadline,
                                            device=device, seed=cfg.seed, resume=resume,
                                            target=build_spec(cfg, data),
-                                           config=_resolved(cfg, space)))
+                                           config=_resolved(cfg, space),
+                                           recorder=Recorder(run)))
     arch = space.validate(result.architecture)
     run.write_json("search/result.json", {
         "strategy": cfg.strategy, "stopped": result.stopped, "epochs": result.epochs,

@@ -32,6 +32,9 @@ class SearchContext:
     """The network that will be retrained from the result (its depth, width, ...)."""
     config: dict[str, Any] | None = None
     """The run's resolved config, for worker processes that rebuild data and space."""
+    recorder: Any = None
+    """The pipeline's ``autonas.recorder.Recorder``: what a search writes goes through it
+    (None: one on ``run``)."""
 
 
 @dataclass

@@ -248,7 +248,7 @@ def run_search(strategy: MultiTrialStrategy, ctx: SearchContext,
                           "serves one process. Put the study on PostgreSQL: --storage "
                           "postgresql://user:pass@host/db --workers N")
     name = strategy.study_name or ctx.run.path.name
-    recorder = Recorder(ctx.run)
+    recorder = ctx.recorder or Recorder(ctx.run)
     study, storage = open_search(strategy, url, name, resume=ctx.resume)
     runner = make_runner(strategy, ctx, study, storage, url, recorder, evaluate)
     runner.refresh()
