@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 import time
+from datetime import datetime
 from pathlib import Path
 
 import optuna
@@ -440,7 +441,10 @@ def test_sigkill_then_resume_gives_the_uninterrupted_result(space_file, npz, tmp
             done_rows = rows(out) if (out / "search" / "trials.jsonl").exists() else []
             if sum(r["state"] == "COMPLETE" for r in done_rows) >= 5:
                 study = optuna.load_study(study_name=out.name, storage=storage)
-                if any(t.state == optuna.trial.TrialState.RUNNING for t in study.trials):
+                now = datetime.now()  # a trial that started under 0.2 s ago: surely mid-trial
+                if any(t.state == optuna.trial.TrialState.RUNNING
+                       and (now - t.datetime_start).total_seconds() < 0.2
+                       for t in study.trials):
                     break
             time.sleep(0.05)
         assert proc.poll() is None, log.read_text()

@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import time
+from datetime import datetime
 from pathlib import Path
 
 import optuna
@@ -128,13 +129,24 @@ def test_a_killed_workers_trial_is_rerun_by_another(npz, postgres_url, tmp_path)
     out = tmp_path / "kill"
     log = tmp_path / "coordinator.log"
     with log.open("w") as f:
-        proc = subprocess.Popen(search_args(npz, out, postgres_url, trials=6, slow=0.5),
+        proc = subprocess.Popen(search_args(npz, out, postgres_url, trials=6, slow=1.2),
                                 stdout=f, stderr=subprocess.STDOUT, env=ENV)
     try:
-        wait_until(lambda: states(postgres_url, out.name).count("RUNNING") == 2, proc, log)
-        workers = children(proc.pid)
-        assert len(workers) == 2
-        os.kill(workers[0], signal.SIGKILL)  # inside a trial: both workers were in one
+        # kill the worker of a trial that started under 0.5 s ago (trials last > 1 s)
+        victim: list[int] = []
+
+        def fresh_trial() -> bool:
+            now = datetime.now()
+            for t in study_trials(postgres_url, out.name):
+                if (t.state.name == "RUNNING" and "worker" in t.user_attrs
+                        and (now - t.datetime_start).total_seconds() < 0.5):
+                    victim.append(int(t.user_attrs["worker"].rsplit(":", 1)[1]))
+                    return True
+            return False
+
+        wait_until(fresh_trial, proc, log)
+        assert victim[0] in children(proc.pid)
+        os.kill(victim[0], signal.SIGKILL)
         assert proc.wait(timeout=120) == 0, log.read_text()
     finally:
         if proc.poll() is None:
@@ -190,7 +202,8 @@ def test_resume_of_a_killed_multi_worker_run(npz, postgres_url, tmp_path):
     got = check_every_proposal_ran_once(out, 8)
     by_number = {r["number"]: r for r in got}
     assert all(by_number[r["number"]] == r for r in before)  # nothing finished was lost
-    assert sum(r["error"] == "interrupted" for r in got) == 2  # both killed trials re-ran
+    # the killed trials (one per worker, unless one was between trials) re-ran
+    assert 1 <= sum(r["error"] == "interrupted" for r in got) <= 2
 
 
 def test_several_processes_on_sqlite_are_refused(npz, tmp_path):

@@ -23,7 +23,9 @@ synthetic objective). The runner owns everything else:
 from __future__ import annotations
 
 import gc
+import os
 import random
+import socket
 import statistics
 import threading
 import time
@@ -56,6 +58,8 @@ PROPOSAL = "proposal"
 """User attribute: the proposal's index (0, 1, ...), kept by a re-run of the same proposal."""
 SEED = "seed"
 """User attribute: the seed the trial trains with, kept by a re-run."""
+WORKER = "worker"
+"""User attribute: ``host:pid`` of the process that runs (or ran) the trial."""
 RESULT = "result"
 """User attribute: the finished trial's row (metrics, costs, error, seconds), in one write."""
 MAX_CONSECUTIVE_FAILURES = 20
@@ -424,6 +428,7 @@ class TrialRunner:
         if picked.error is not None or picked.subject is None:
             attrs["error"] = attrs["error"] or "no proposal"
             return self.finish(trial, attrs, started, TrialState.FAIL, None)
+        trial.set_user_attr(WORKER, f"{socket.gethostname()}:{os.getpid()}")
         metric = self.plan.metrics[0]
         reporter = EpochReporter(trial, metric, {}, self.prune)
         job = TrialJob(number=trial.number, subject=picked.subject, seed=picked.seed,
