@@ -442,7 +442,7 @@ def test_sigkill_then_resume_gives_the_uninterrupted_result(space_file, npz, tmp
             if sum(r["state"] == "COMPLETE" for r in done_rows) >= 5:
                 study = optuna.load_study(study_name=out.name, storage=storage)
                 now = datetime.now()  # a trial that started under 0.2 s ago: surely mid-trial
-                if any(t.state == optuna.trial.TrialState.RUNNING
+                if any(t.state == optuna.trial.TrialState.RUNNING and "worker" in t.user_attrs
                        and (now - t.datetime_start).total_seconds() < 0.2
                        for t in study.trials):
                     break
@@ -479,3 +479,22 @@ def test_sigkill_then_resume_gives_the_uninterrupted_result(space_file, npz, tmp
 
     assert result(out) == result(straight)
     assert metrics(out) == metrics(straight)
+
+
+def test_a_trial_killed_before_its_proposal_was_stored_leaves_no_row(toy, data, tmp_path):
+    """Killed between asking and storing the proposal: nothing trained, so no row, and
+    the resumed search draws the same proposal for that index."""
+    out = tmp_path / "run"
+    first = search(toy(), "random", data, out, max_trials=2, seed=5)
+    storage = f"sqlite:///{out / 'search' / 'study.db'}"
+    study = optuna.load_study(study_name=out.name, storage=storage)
+    study.ask()  # left RUNNING without a proposal, as by a kill right after the ask
+    strategy = make_strategy("random", toy(), max_trials=3, **FAST)
+    ctx = SearchContext(data=data, space=toy(), run=RunDir(out), deadline=Deadline(None),
+                        device=torch.device("cpu"), seed=5, resume=True)
+    result = strategy.search(ctx)
+    got = rows(out)
+    assert [r["proposal"] for r in got] == [0, 1, 2]
+    assert [r["state"] for r in got] == ["COMPLETE"] * 3
+    assert got[:2] == [dict(r) for r in first.history][:2]
+    assert result.extra["n_trials"] == 3

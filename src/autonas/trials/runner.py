@@ -60,6 +60,9 @@ SEED = "seed"
 """User attribute: the seed the trial trains with, kept by a re-run."""
 WORKER = "worker"
 """User attribute: ``host:pid`` of the process that runs (or ran) the trial."""
+ABANDONED = "abandoned"
+"""User attribute of a re-queued trial whose original died before its proposal was stored:
+it is closed without a row, and the proposal is drawn again from its index."""
 RESULT = "result"
 """User attribute: the finished trial's row (metrics, costs, error, seconds), in one write."""
 MAX_CONSECUTIVE_FAILURES = 20
@@ -232,8 +235,7 @@ class TrialRunner:
         if trials is None:
             trials = self.study.get_trials(deepcopy=False)
         new = [trial_row(t, self.plan.keys) for t in trials
-               if t.state in FINISHED and t.number not in self._rows
-               and REPEAT_OF not in t.user_attrs]
+               if t.state in FINISHED and t.number not in self._rows and is_row(t)]
         if new:
             self.recorder.sync(self.kind, sorted(new, key=lambda r: r["number"]))
             for row in sorted(new, key=proposal_order):
@@ -293,24 +295,29 @@ class TrialRunner:
             if not (self.alone and self._recovered):  # alone, no one else leaves trials
                 self.recover()
                 self._recovered = True
-            trials = self.study.get_trials(deepcopy=False)
-            self.refresh(trials)
-            waiting = any(t.state == TrialState.WAITING for t in trials)
-            running = any(t.state == TrialState.RUNNING for t in trials)
-            index = len({t.user_attrs[PROPOSAL] for t in trials if PROPOSAL in t.user_attrs})
-            if not waiting:
-                if self.deadline.expired() or not self.deadline.fits(self.estimate()):
-                    return "budget"
-                if self.max_trials is not None and index >= self.max_trials:
-                    return "wait" if running and not self.alone else "completed"
-            return self._ask(index, trials, waiting)
+            while True:
+                trials = self.study.get_trials(deepcopy=False)
+                self.refresh(trials)
+                index = len({t.user_attrs[PROPOSAL] for t in trials
+                             if PROPOSAL in t.user_attrs})
+                if not any(t.state == TrialState.WAITING for t in trials):
+                    break
+                trial = self._new_trial(index)  # a dead worker's trial, queued again
+                if PROPOSAL in trial.user_attrs:
+                    return self._retry(trial)  # re-run it exactly
+                self._abandon(trial)  # killed before its proposal was stored: none lost
+            if self.deadline.expired() or not self.deadline.fits(self.estimate()):
+                return "budget"
+            if self.max_trials is not None and index >= self.max_trials:
+                running = any(t.state == TrialState.RUNNING for t in trials)
+                return "wait" if running and not self.alone else "completed"
+            return self._ask(index, trials)
 
-    def _ask(self, index: int, trials: list[FrozenTrial], waiting: bool) -> Picked | str:
-        if waiting:  # a dead worker's trial, queued again: re-run it exactly
-            trial = self._new_trial(index)
-            if PROPOSAL in trial.user_attrs:
-                return self._retry(trial)
-            return self._store(trial, None, index, "a queued trial without a proposal")
+    def _abandon(self, trial: optuna.Trial) -> None:
+        trial.set_user_attr(ABANDONED, True)
+        self.study.tell(trial, state=TrialState.FAIL)
+
+    def _ask(self, index: int, trials: list[FrozenTrial]) -> Picked | str:
         tried = self._tried(trials) if self.dedup else {}
         if self.dedup:
             ended = self.plan.exhausted(len(tried))
@@ -496,6 +503,17 @@ class TrialRunner:
             return f"{len(self.rows)} trials"
         best = max(scores)
         return f"best {metric} {best if METRICS[metric] == 'maximize' else -best:.4f}"
+
+
+def is_row(trial: FrozenTrial) -> bool:
+    """Whether a finished trial is one of the search's rows: not a sampler's repeat, not
+    a trial killed before its proposal was stored (nothing of it was lost)."""
+    attrs = trial.user_attrs
+    if REPEAT_OF in attrs or ABANDONED in attrs:
+        return False
+    if PROPOSAL in attrs or trial.state != TrialState.FAIL:
+        return True
+    return bool((attrs.get(RESULT) or {}).get("error") or attrs.get("error"))  # older runs
 
 
 def proposal_order(row: dict[str, Any]) -> tuple[int, int]:

@@ -266,7 +266,7 @@ def recover_dead_trials(study: optuna.Study, storage: optuna.storages.RDBStorage
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         trial_id = t._trial_id
         study._storage.set_trial_state_values(trial_id, TrialState.FAIL)
-        with no_experimental_warnings():
+        with no_experimental_warnings():  # the runner closes a queued copy it cannot replay
             retry(study, study._storage.get_trial(trial_id))
         numbers.append(t.number)
     return numbers
