@@ -272,9 +272,10 @@ class TrialRunner:
                     return f"early-stop: {failures} trials in a row failed"
                 picked = self.pick()
                 if isinstance(picked, str):
-                    if picked != "wait":
+                    if picked == "budget" or self.alone or not self._others_running():
                         return picked
-                    time.sleep(min(interval, 1.0))  # others' trials run: one may need a re-run
+                    # others' trials still run: if a worker dies, its trial needs a re-run
+                    time.sleep(min(interval, 1.0))
                     continue
                 frozen = self.run(picked)
                 row = trial_row(frozen, self.plan.keys)
@@ -289,8 +290,8 @@ class TrialRunner:
             self.refresh()
 
     def pick(self) -> Picked | str:
-        """The next trial with its proposal, or why not: ``wait`` (others' trials may
-        still need re-running), or why the search ends."""
+        """The next trial with its proposal, or why this runner has nothing to start
+        (``budget``, ``completed``, ``exhausted: ...``, ``converged: ...``)."""
         with ask_lock(self.storage, self.study.study_name):
             if not (self.alone and self._recovered):  # alone, no one else leaves trials
                 self.recover()
@@ -309,9 +310,12 @@ class TrialRunner:
             if self.deadline.expired() or not self.deadline.fits(self.estimate()):
                 return "budget"
             if self.max_trials is not None and index >= self.max_trials:
-                running = any(t.state == TrialState.RUNNING for t in trials)
-                return "wait" if running and not self.alone else "completed"
+                return "completed"
             return self._ask(index, trials)
+
+    def _others_running(self) -> bool:
+        return any(t.state == TrialState.RUNNING
+                   for t in self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)))
 
     def _abandon(self, trial: optuna.Trial) -> None:
         trial.set_user_attr(ABANDONED, True)
@@ -393,8 +397,9 @@ class TrialRunner:
         return Picked(trial, subject, seed, index, error=error)
 
     def _tried(self, trials: list[FrozenTrial]) -> dict[str, Any]:
-        """Key -> the earlier row (or None for a trial still running), for proposals that
-        ran to an outcome or are running (not those a kill or the deadline cut short)."""
+        """Key -> the earlier row (a stand-in for a trial still running), for proposals
+        that ran to an outcome or are running (not those a kill or the deadline cut
+        short)."""
         tried: dict[str, Any] = {}
         for t in trials:
             subject = t.user_attrs.get(self.plan.subject)
