@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import sys
-from collections.abc import Sequence
+import warnings
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -13,9 +17,10 @@ import yaml
 from rich.markup import escape as rich_escape
 from rich.table import Table
 
-from .config import RunConfig
+from .config import RunConfig, check_search_options
+from .data.validate import check_train_counts
 from .errors import AutonasError, ConfigError
-from .pipeline import RunInterrupted, execute
+from .pipeline import RunInterrupted, execute, load_data
 from .run import RunDir
 from .training.budget import parse_duration, process_start
 from .ui import console, setup_console_logging
@@ -111,7 +116,9 @@ def build_config(*, config: Path | None, dataset: str | None, data: Path | None,
                  device: str | None, sets: Sequence[str] | None,
                  max_trials: int | None = None, storage: str | None = None,
                  loss: str | None = None, class_weights: str | None = None,
-                 workers: int | None = None) -> RunConfig:
+                 workers: int | None = None, check_search: bool = True) -> RunConfig:
+    """The run's config from defaults, --config, flags and --set, every value type-checked
+    (the strategy's own options too, unless ``check_search`` is off: no search runs)."""
     d: dict[str, Any] = RunConfig().to_dict()
     if config is not None:
         loaded = RunConfig.load(config).to_dict()
@@ -137,7 +144,10 @@ def build_config(*, config: Path | None, dataset: str | None, data: Path | None,
             d["search"] = {**d.get("search", {}), key: value}
     _apply_losses(d, loss, class_weights)
     _apply_sets(d, sets or [])
-    return RunConfig.from_dict(d)
+    cfg = RunConfig.from_dict(d)
+    if check_search:
+        check_search_options(cfg)
+    return cfg
 
 
 def _apply_losses(d: dict[str, Any], loss: str | None, class_weights: str | None) -> None:
@@ -180,17 +190,28 @@ def _execute(cfg: RunConfig | None, phases: Sequence[str], *, out: Path | None,
              arch: dict[str, Any] | None = None) -> dict[str, Any]:
     setup_console_logging()
     try:
-        if resume is not None:
-            run = RunDir.open(resume)
-            cfg = RunConfig.from_dict(run.read_yaml("config.yaml"))
-            if device is not None:
-                cfg.device = device
-            seconds = parse_duration(budget) if budget is not None else None
-            return execute(cfg, run, phases, resume=True, arch=arch, budget_seconds=seconds,
-                           clock_start=command_clock())
-        assert cfg is not None
-        run = RunDir.create(out, _run_name(cfg))
-        return execute(cfg, run, phases, arch=arch, clock_start=command_clock())
+        with warnings_on_console():
+            if resume is not None:
+                run = RunDir.open(resume)
+                cfg = RunConfig.from_dict(run.read_yaml("config.yaml"))
+                if device is not None:
+                    cfg.device = device
+                seconds = parse_duration(budget) if budget is not None else None
+                return execute(cfg, run, phases, resume=True, arch=arch,
+                               budget_seconds=seconds, clock_start=command_clock())
+            assert cfg is not None
+            check_out(out)
+            data = load_data(cfg)  # bad data fails here, before a run folder exists
+            if "search" in phases:
+                check_train_counts(data.train_y, data.n_classes, data.name)
+            existed = out is not None and out.exists()
+            run = create_run_dir(out, _run_name(cfg))
+            try:
+                return execute(cfg, run, phases, arch=arch, data=data,
+                               clock_start=command_clock())
+            except AutonasError:
+                discard_unstarted_run(run, keep_folder=existed)
+                raise
     except RunInterrupted as stop:
         console.print(f"\n[yellow]{stop.phase} interrupted.[/] Everything up to the last "
                       f"finished epoch is saved in {stop.run.path}.\nContinue with: "
@@ -199,6 +220,64 @@ def _execute(cfg: RunConfig | None, phases: Sequence[str], *, out: Path | None,
     except AutonasError as exc:
         _fail(str(exc))
     raise AssertionError("unreachable")
+
+
+@contextmanager
+def warnings_on_console() -> Iterator[None]:
+    """Python warnings (e.g. about the data) as one plain console line, not file:line
+    noise on stderr."""
+    with warnings.catch_warnings():
+        def show(message: Warning | str, category: type[Warning], filename: str,
+                 lineno: int, file: Any = None, line: str | None = None) -> None:
+            console.print(f"[yellow]warning:[/] {rich_escape(str(message))}")
+
+        warnings.showwarning = show
+        yield
+
+
+def check_out(out: Path | None) -> None:
+    """Refuse an --out that cannot become a run folder before any work is done."""
+    target = out if out is not None else Path("runs")
+    if target.exists() and not target.is_dir():
+        raise ConfigError(f"--out {target} is an existing file, not a folder; pass the path "
+                          "of a new (or empty) folder")
+    if out is not None and out.is_dir() and any(out.iterdir()):
+        raise ConfigError(f"output folder {out} already holds files; pass --resume {out} to "
+                          "continue that run, or choose another --out")
+    existing = target
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise ConfigError(f"--out {target}: {existing} is a file, so no folder can be made "
+                          "under it; pass another path")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ConfigError(f"cannot write to {existing} (permission denied), so the run folder "
+                          f"{target} cannot be created there; pass an --out in a folder you "
+                          "can write to")
+
+
+def create_run_dir(out: Path | None, name: str) -> RunDir:
+    try:
+        return RunDir.create(out, name)
+    except OSError as exc:
+        where = out if out is not None else Path("runs")
+        raise ConfigError(f"cannot create the run folder {where}: {exc.strerror or exc}; pass "
+                          "an --out in a folder you can write to") from None
+
+
+def discard_unstarted_run(run: RunDir, *, keep_folder: bool) -> None:
+    """A run that failed before any phase started holds nothing worth resuming: remove what
+    it wrote, so the same --out can be used again."""
+    if run.exists("status.json"):
+        return
+    if not keep_folder:
+        shutil.rmtree(run.path, ignore_errors=True)
+        return
+    for child in run.path.iterdir():
+        if child.is_dir() and not child.is_symlink():
+            shutil.rmtree(child, ignore_errors=True)
+        else:
+            child.unlink(missing_ok=True)
 
 
 RESUME_KEEPS = ("resume", "budget", "device")
@@ -445,7 +524,7 @@ def train(
         cfg = _config_or_fail(config=config, dataset=dataset, data=data, size=size,
                               strategy=None, budget=budget, epochs=None, space=space,
                               retrain_epochs=retrain_epochs, seed=seed, device=device, sets=set_,
-                              loss=loss, class_weights=class_weights)
+                              loss=loss, class_weights=class_weights, check_search=False)
     summary = _execute(cfg, ("retrain",), out=out, resume=resume, arch=arch_dict,
                        budget=budget)
     if arch_dict is not None and resume is None and cfg is not None:
@@ -659,7 +738,8 @@ def datasets() -> None:
 
 TensorBoardFlag = Annotated[bool, typer.Option("--tensorboard", help="Also write search and "
                                                "retrain scalars to RUN_DIR/tensorboard/ (needs "
-                                               "pip install 'autonas[tensorboard]').")]
+                                               "pip install "
+                                               f"'{rich_escape('autonas[tensorboard]')}').")]
 
 
 def _enable_tensorboard(cfg: RunConfig) -> None:

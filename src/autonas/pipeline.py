@@ -51,8 +51,11 @@ def load_data(cfg: RunConfig) -> ImageData:
     if cfg.source:
         from .data.folder import load_source
 
-        return load_source(cfg.source, seed=cfg.seed)
-    return load_dataset(cfg.dataset, size=cfg.size)
+        source = dict(cfg.source)
+        if cfg.val_fraction is not None:
+            source["val_fraction"] = cfg.val_fraction
+        return load_source(source, seed=cfg.seed)
+    return load_dataset(cfg.dataset, size=cfg.size, val_fraction=cfg.val_fraction)
 
 
 def build_spec(cfg: RunConfig, data: ImageData) -> BuildSpec:

@@ -21,7 +21,7 @@ from ..ui import PhaseProgress
 from .budget import Deadline, StepTimer
 from .loop import BACKWARD_FACTOR, predict_proba, probe_forward_seconds, train_epoch
 from .losses import make_loss, resolve_class_weights
-from .metrics import OBJECTIVES, classification_metrics, epoch_score
+from .metrics import OBJECTIVES, classification_metrics, epoch_score, selection_objective
 from .plan import MACHINE_SLOWER, PLANNING_EPOCHS, EpochPlan
 from .rng import restore_rng_state, rng_state
 
@@ -44,7 +44,7 @@ class TrainConfig:
     label_smoothing: float = 0.1
     loss: str = "ce"
     focal_gamma: float = 2.0
-    class_weights: str | None = None
+    class_weights: str | list[float] | None = None
     augment: bool = True
     augment_pad: int | None = None
     """Random-crop padding in pixels (0 = no crop); None = the data's default (1/8 side)."""
@@ -144,6 +144,10 @@ def fit(model: nn.Module, data: ImageData, cfg: TrainConfig, *, deadline: Deadli
     log = get_logger()
     progress_log = get_logger("progress")
     normalizer = normalizer or Normalizer.fit(data.train_x)
+    objective = selection_objective(cfg.objective, data.val_y)
+    if objective != cfg.objective:
+        log.warning("%s: the validation split holds a single class, so its %s is undefined; "
+                    "epochs are selected by validation %s", prefix, cfg.objective, objective)
     gen = torch.Generator().manual_seed(seed + 101)
     augment = train_augment(cfg, data) if cfg.augment else None
     bs = min(cfg.batch_size, len(data.train_y))
@@ -246,7 +250,7 @@ def fit(model: nn.Module, data: ImageData, cfg: TrainConfig, *, deadline: Deadli
                         log.warning("%s: planned %d epochs while the machine runs %.1fx slower "
                                     "than at the start of the run (other processes on its "
                                     "cores?)", prefix, plan.planned, start_slowdown)
-            score = epoch_score(val, cfg.objective)
+            score = epoch_score(val, objective)
             improved = score > best
             if improved:
                 best, best_metrics, best_epoch = score, val, epoch
