@@ -3,6 +3,11 @@
 Each phase records its state in ``status.json``; a resumed run skips finished phases and
 continues the unfinished one from its last checkpoint. The CLI and the Python API both
 call :func:`execute`.
+
+In a data-parallel run (torchrun, or ``--ddp N``: one process per rank, the process group
+joined before :func:`execute`), every rank runs the search and the retraining on its
+shard of each batch; only rank 0 writes the run folder (through its :class:`Recorder`),
+evaluates and writes the report.
 """
 
 from __future__ import annotations
@@ -18,10 +23,12 @@ import torch
 from .config import RunConfig
 from .data import ImageData, Normalizer, load_dataset
 from .errors import ConfigError
+from .recorder import Recorder
 from .run import RunDir, detach_log, get_logger
 from .spaces import BuildSpec, SearchSpace, make_space
 from .spaces.darts import DartsSpace
-from .strategies import SearchContext, make_strategy
+from .strategies import SearchContext, available_strategies, make_strategy
+from .training import distributed
 from .training.budget import Budget, Deadline
 from .training.device import configure_threads, resolve_device, seed_everything, to_channels_last
 from .training.loop import predict_proba
@@ -91,15 +98,20 @@ def read_architecture(run: RunDir) -> dict[str, Any]:
 
 
 def search_phase(cfg: RunConfig, run: RunDir, data: ImageData, space: SearchSpace,
-                 deadline: Deadline, device: torch.device, resume: bool) -> dict[str, Any]:
+                 deadline: Deadline, device: torch.device, resume: bool,
+                 recorder: Recorder | None = None) -> dict[str, Any]:
     log = get_logger()
+    recorder = recorder or Recorder(run)
     strategy = make_strategy(cfg.strategy, space, **cfg.search)
     log.info("search: %s on %s (%d train images), %s", cfg.strategy, data.name,
              len(data.train_y), _remaining(deadline))
     result = strategy.search(SearchContext(data=data, space=space, run=run, deadline=deadline,
                                            device=device, seed=cfg.seed, resume=resume,
-                                           target=build_spec(cfg, data)))
-    arch = space.validate(result.architecture)
+                                           target=build_spec(cfg, data), recorder=recorder))
+    # rank 0's architecture is the run's (a time-bound selection may differ across ranks)
+    arch = distributed.broadcast_value(space.validate(result.architecture))
+    if not recorder.is_writer:
+        return arch
     run.write_json("search/result.json", {
         "strategy": cfg.strategy, "stopped": result.stopped, "epochs": result.epochs,
         "architecture": arch, **result.extra,
@@ -113,8 +125,9 @@ def search_phase(cfg: RunConfig, run: RunDir, data: ImageData, space: SearchSpac
 
 def retrain_phase(cfg: RunConfig, run: RunDir, data: ImageData, space: SearchSpace,
                   arch: dict[str, Any], deadline: Deadline, device: torch.device,
-                  resume: bool) -> dict[str, Any]:
+                  resume: bool, recorder: Recorder | None = None) -> dict[str, Any]:
     log = get_logger()
+    recorder = recorder or Recorder(run)
     seed_everything(cfg.seed)
     spec = build_spec(cfg, data)
     model = to_channels_last(space.build(arch, spec).to(device))
@@ -122,11 +135,11 @@ def retrain_phase(cfg: RunConfig, run: RunDir, data: ImageData, space: SearchSpa
     log.info("retrain: %d parameters, %s", n_params, _remaining(deadline))
     normalizer = Normalizer.fit(data.train_x)
     result = fit(model, data, cfg.train, deadline=deadline, device=device, seed=cfg.seed, run=run,
-                 prefix="retrain", normalizer=normalizer, resume=resume)
+                 prefix="retrain", normalizer=normalizer, resume=resume, recorder=recorder)
     if result.state_dict is None:
         raise ConfigError("the budget ended before the first training epoch finished; "
                           "give the run a larger --budget")
-    run.save_state("model.pt", result.state_dict)
+    recorder.checkpoint("model.pt", result.state_dict)
     info = {
         "space": cfg.space, "space_options": space.options(), "arch": arch,
         "build": asdict(spec), "normalizer": normalizer.to_dict(),
@@ -134,7 +147,7 @@ def retrain_phase(cfg: RunConfig, run: RunDir, data: ImageData, space: SearchSpa
         "params": n_params, "best_epoch": result.best_epoch, "epochs": result.epochs,
         "planned_epochs": result.planned_epochs, "stopped": result.stopped,
     }
-    run.write_json("model.json", info)
+    recorder.write_json("model.json", info)
     log.info("retrain finished (%s): best epoch %d of %d, val auc %s acc %.3f", result.stopped,
              result.best_epoch + 1, result.epochs, result.best_metrics.get("auc"),
              result.best_metrics.get("accuracy", float("nan")))
@@ -181,10 +194,14 @@ def execute(cfg: RunConfig, run: RunDir, phases: Sequence[str] = PHASES, *,
     ``space`` likewise gives the search space as an object instead of by name.
     """
     log = get_logger()
-    handler = run.attach_log()
+    writer = distributed.is_writer()
+    recorder = Recorder(run, is_writer=writer)
+    handler = run.attach_log() if writer else None
     mirror = None
     try:
-        if cfg.tensorboard:
+        if distributed.is_distributed():
+            check_data_parallel(cfg, phases, space)
+        if cfg.tensorboard and writer:
             from .report.tensorboard import start_mirror
 
             mirror = start_mirror(run.path)
@@ -193,26 +210,10 @@ def execute(cfg: RunConfig, run: RunDir, phases: Sequence[str] = PHASES, *,
         seed_everything(cfg.seed)
         if space is None:
             space = make_space(cfg.space, **cfg.space_options)
-        if not resume:
-            run.write_yaml("config.yaml", _resolved(cfg, space))
-        run.write_environment(cfg.seed, device)
         data = data if data is not None else load_data(cfg)
-        if not resume or not run.exists("data.json"):
-            run.write_json("data.json", data.summary())
-        if not run.exists("samples.npz"):
-            from .report.samples import write_samples
-
-            write_samples(run.file("samples.npz"), data, seed=cfg.seed)
-        todo = [p for p in phases if not (resume and run.phase_state(p) == "done")]
-        for phase in todo:
-            if resume and run.phase_state(phase) == "running":
-                _count_killed_session(run, phase)
-        if budget_seconds is not None:
-            seconds = budget_seconds
-        elif set(todo) <= {"evaluate"}:
-            seconds = None  # evaluation alone is quick and must not be refused for lack of time
-        else:
-            seconds = _budget_left(cfg, run, resume)
+        # Rank 0 reads and updates the run's state; every rank follows its plan.
+        todo, states, seconds = _shared(lambda: _plan(cfg, run, phases, data, space, device,
+                                                      resume, budget_seconds))
         budget = Budget(seconds)
         reserve = (seconds or 0) * EVAL_RESERVE if "evaluate" in phases else 0.0
         summary: dict[str, Any] = {"run": str(run.path), "phases": {}}
@@ -224,26 +225,38 @@ def execute(cfg: RunConfig, run: RunDir, phases: Sequence[str] = PHASES, *,
                 deadline = budget.minus(reserve)
             else:
                 deadline = budget.deadline
-            resuming = resume and run.phase_state(phase) is not None
+            if phase == "evaluate" and not writer:
+                break  # evaluation and the report are rank 0's
+            resuming = resume and states[phase] is not None
             started = time.monotonic()
-            run.set_phase(phase, "running", session_start=time.time())
+            if writer:
+                run.set_phase(phase, "running", session_start=time.time())
             try:
                 if phase == "search":
-                    arch = search_phase(cfg, run, data, space, deadline, device, resuming)
+                    arch = search_phase(cfg, run, data, space, deadline, device, resuming,
+                                        recorder)
                 elif phase == "retrain":
-                    arch = space.validate(arch if arch is not None else read_architecture(run))
+                    if arch is None:
+                        arch = _shared(lambda: read_architecture(run))
+                    arch = space.validate(arch)
                     summary["model"] = retrain_phase(cfg, run, data, space, arch, deadline,
-                                                     device, resuming)
+                                                     device, resuming, recorder)
                 else:
                     summary["metrics"] = evaluate_phase(run, data, device)
             except KeyboardInterrupt:
-                _add_seconds(run, phase, "interrupted", started)
+                if writer:
+                    _add_seconds(run, phase, "interrupted", started)
                 raise RunInterrupted(run, phase) from None
             except BaseException:
-                _add_seconds(run, phase, "failed", started)
+                if writer:
+                    _add_seconds(run, phase, "failed", started)
                 raise
+            if not writer:
+                continue
             _add_seconds(run, phase, "done", started)
             summary["phases"][phase] = run.status()[phase]
+        if not writer:
+            return summary
         if "evaluate" in todo:
             _write_report(run)
         summary["seconds"] = budget.elapsed()
@@ -259,7 +272,74 @@ def execute(cfg: RunConfig, run: RunDir, phases: Sequence[str] = PHASES, *,
     finally:
         if mirror is not None:
             mirror.close()
-        detach_log(handler)
+        if handler is not None:
+            detach_log(handler)
+
+
+def _plan(cfg: RunConfig, run: RunDir, phases: Sequence[str], data: ImageData,
+          space: SearchSpace, device: torch.device, resume: bool,
+          budget_seconds: float | None) -> tuple[list[str], dict[str, str | None], float | None]:
+    """Record the session in the run folder; the phases to run, their states before this
+    session, and the seconds it may use."""
+    states = {p: run.phase_state(p) for p in PHASES}
+    if not resume:
+        run.write_yaml("config.yaml", _resolved(cfg, space))
+    run.write_environment(cfg.seed, device)
+    if not resume or not run.exists("data.json"):
+        run.write_json("data.json", data.summary())
+    if not run.exists("samples.npz"):
+        from .report.samples import write_samples
+
+        write_samples(run.file("samples.npz"), data, seed=cfg.seed)
+    todo = [p for p in phases if not (resume and states[p] == "done")]
+    for phase in todo:
+        if resume and states[phase] == "running":
+            _count_killed_session(run, phase)
+    if budget_seconds is not None:
+        seconds = budget_seconds
+    elif set(todo) <= {"evaluate"}:
+        seconds = None  # evaluation alone is quick and must not be refused for lack of time
+    else:
+        seconds = _budget_left(cfg, run, resume)
+    return todo, states, seconds
+
+
+def _shared(compute: Any) -> Any:
+    """``compute()`` on rank 0, its result (or its error) on every rank."""
+    if not distributed.is_distributed():
+        return compute()
+    outcome: tuple[str, Any] = ("ok", None)
+    if distributed.is_writer():
+        try:
+            outcome = ("ok", compute())
+        except ConfigError as exc:
+            outcome = ("error", str(exc))
+    kind, value = distributed.broadcast_value(outcome)
+    if kind == "error":
+        raise ConfigError(value)
+    return value
+
+
+def check_data_parallel(cfg: RunConfig, phases: Sequence[str],
+                        space: SearchSpace | None = None) -> None:
+    """Refuse, before anything runs, a search that cannot run on several processes."""
+    if "search" not in phases:
+        return
+    space = space if space is not None else make_space(cfg.space, **cfg.space_options)
+    strategy = make_strategy(cfg.strategy, space, **cfg.search)
+    if getattr(strategy, "data_parallel", False):
+        return
+    able = []
+    for name in available_strategies():
+        try:
+            if make_strategy(name, space).data_parallel:
+                able.append(name)
+        except ConfigError:
+            continue
+    raise ConfigError(
+        f"strategy {cfg.strategy!r} on the {cfg.space!r} space cannot run data-parallel "
+        f"(--ddp / torchrun); strategies that can: {', '.join(able) or 'none for this space'}"
+        "; or run it in one process")
 
 
 def _write_report(run: RunDir) -> None:

@@ -69,6 +69,16 @@ class Recorder:
         """A progress bar, drawn by the writer only."""
         return PhaseProgress(description, total=total, enabled=enabled and self.is_writer)
 
+    @staticmethod
+    def progress_for(recorder: Recorder | None, description: str, total: int | None,
+                     enabled: bool = True) -> PhaseProgress:
+        """``recorder``'s progress bar; without one, a bar drawn by rank 0 only."""
+        if recorder is not None:
+            return recorder.progress(description, total, enabled)
+        from .training.distributed import is_writer
+
+        return PhaseProgress(description, total=total, enabled=enabled and is_writer())
+
 
 def as_recorder(run: RunDir | Recorder | None) -> Recorder | None:
     """A writing recorder for a bare run folder; a recorder (or None) as it is."""

@@ -292,6 +292,12 @@ class ShardedBatches:
     def device(self) -> torch.device:
         return self.loader.device
 
+    def __getattr__(self, name: str) -> Any:
+        """The wrapped loader's attributes (``num_samples``, ``x``, ``y``: all ranks')."""
+        if name == "loader":
+            raise AttributeError(name)
+        return getattr(self.loader, name)
+
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         for xb, yb in self.loader:
             part = shard(xb, yb)

@@ -14,8 +14,9 @@ from torch import nn
 
 from ..data import Augment, BatchLoader, ImageData, Normalizer
 from ..errors import ConfigError
+from ..recorder import Recorder, as_recorder
 from ..run import RunDir, get_logger
-from ..ui import PhaseProgress
+from . import distributed
 from .budget import Deadline, StepTimer
 from .loop import predict_proba, train_epoch
 from .losses import make_loss, resolve_class_weights
@@ -117,14 +118,19 @@ def train_augment(cfg: TrainConfig, data: ImageData) -> Augment:
 def fit(model: nn.Module, data: ImageData, cfg: TrainConfig, *, deadline: Deadline,
         device: torch.device, seed: int = 0, run: RunDir | None = None, prefix: str = "retrain",
         normalizer: Normalizer | None = None, resume: bool = False,
-        report: Any = None, progress: bool = True) -> FitResult:
+        report: Any = None, progress: bool = True,
+        recorder: Recorder | None = None) -> FitResult:
     """Train ``model`` on ``data.train``, select the epoch with the best validation
     objective (``epoch_score``), stop before ``deadline``.
 
     With ``run``, the state after every epoch goes to ``{prefix}/state.pt`` and the history
     to ``{prefix}/history.jsonl``; ``resume`` continues from there. ``report(epoch, metrics)``
     is called after each validation (pruners raise from it to stop a trial).
+    ``recorder`` (instead of ``run``) is where rows and checkpoints go; in a data-parallel
+    run only rank 0's writes, while every rank trains its shard (``training/distributed.py``).
     """
+    recorder = recorder or as_recorder(run)
+    model = distributed.prepare_model(model)
     log = get_logger()
     progress_log = get_logger("progress")
     normalizer = normalizer or Normalizer.fit(data.train_x)
@@ -135,6 +141,8 @@ def fit(model: nn.Module, data: ImageData, cfg: TrainConfig, *, deadline: Deadli
                          drop_last=len(data.train_y) >= 2 * bs, augment=augment,
                          normalizer=normalizer, device=device, generator=gen,
                          channels_last=True)
+    if distributed.is_distributed():
+        loader = distributed.ShardedBatches(loader)
     counts = data.class_counts("train")
     weights = resolve_class_weights(cfg.class_weights, counts)
     loss_fn = make_loss(cfg.loss, None if weights is None else weights.to(device),
@@ -152,7 +160,8 @@ def fit(model: nn.Module, data: ImageData, cfg: TrainConfig, *, deadline: Deadli
     best_state: dict[str, torch.Tensor] | None = None
     start_epoch = 0
     epoch_times: list[float] = []
-    if resume and run is not None and (state := run.load_state(f"{prefix}/state.pt")) is not None:
+    if resume and recorder is not None and (
+            state := recorder.load_checkpoint(f"{prefix}/state")) is not None:
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         if ema is not None and "ema" in state:
@@ -164,8 +173,7 @@ def fit(model: nn.Module, data: ImageData, cfg: TrainConfig, *, deadline: Deadli
         best = tuple(state["best"])  # type: ignore[assignment]
         best_epoch = int(state["best_epoch"])
         best_state = state.get("best_state")
-        history = run.read_jsonl(f"{prefix}/history.jsonl")[:start_epoch]
-        run.truncate_jsonl(f"{prefix}/history.jsonl", len(history))
+        history = recorder.keep_rows(f"{prefix}/history", start_epoch)
         best_metrics = history[best_epoch]["val"] if 0 <= best_epoch < len(history) else {}
         log.info("%s: resuming after epoch %d of %d", prefix, start_epoch, planned)
 
@@ -177,12 +185,12 @@ def fit(model: nn.Module, data: ImageData, cfg: TrainConfig, *, deadline: Deadli
     epoch = start_epoch
     eval_model = ema.model if ema is not None else model
 
-    with PhaseProgress(prefix, total=planned * steps_per_epoch, enabled=progress) as bar:
+    with Recorder.progress_for(recorder, prefix, planned * steps_per_epoch, progress) as bar:
         bar.update(completed=start_epoch * steps_per_epoch)
         while epoch < planned:
             train_deadline = Deadline(None if deadline.at is None
                                       else deadline.at - eval_timer.estimate)
-            if not train_deadline.fits(step_timer.estimate):
+            if distributed.agree(not train_deadline.fits(step_timer.estimate)):
                 stopped = "budget"
                 break
             if drop_path:
@@ -204,7 +212,10 @@ def fit(model: nn.Module, data: ImageData, cfg: TrainConfig, *, deadline: Deadli
                 stopped = "budget"
                 break
             with eval_timer:
-                probs = predict_proba(eval_model, data.val_x, normalizer=normalizer, device=device)
+                probs = distributed.gather_rows(  # each rank predicts a part of the rows
+                    lambda x: torch.from_numpy(predict_proba(
+                        eval_model, x, normalizer=normalizer, device=device)),
+                    data.val_x).numpy()
                 val = classification_metrics(data.val_y.numpy(), probs, data.class_names)
             epoch_times.append(step_timer.mean * result.steps + eval_timer.last)
             if epoch < start_epoch + 3 and cfg.epochs is None and deadline.at is not None:
@@ -213,7 +224,8 @@ def fit(model: nn.Module, data: ImageData, cfg: TrainConfig, *, deadline: Deadli
                 steady = epoch_times[1:] or epoch_times
                 per_epoch = sum(steady) / len(steady)
                 fits = int(deadline.remaining() // max(per_epoch, 1e-6))
-                planned = max(epoch + 1, min(cfg.max_epochs, epoch + 1 + fits))
+                planned = distributed.broadcast_value(  # rank 0's plan for every rank
+                    max(epoch + 1, min(cfg.max_epochs, epoch + 1 + fits)))
                 bar.update(total=planned * steps_per_epoch)
                 progress_log.info("%s: %.1f s per epoch, planning %d epochs in the budget",
                           prefix, per_epoch, planned)
@@ -231,9 +243,9 @@ def fit(model: nn.Module, data: ImageData, cfg: TrainConfig, *, deadline: Deadli
                 "%s epoch %d/%d: train loss %.3f acc %.3f | val loss %.3f acc %.3f auc %s%s",
                 prefix, epoch + 1, planned, result.loss, result.accuracy, val["loss"],
                      val["accuracy"], _fmt(val["auc"]), " *" if improved else "")
-            if run is not None:
-                run.append_jsonl(f"{prefix}/history.jsonl", record)
-                run.save_state(f"{prefix}/state.pt", {
+            if recorder is not None:
+                recorder.record(f"{prefix}/history", record)
+                recorder.checkpoint(f"{prefix}/state", {
                     "model": model.state_dict(), "optimizer": optimizer.state_dict(),
                     **({"ema": ema.model.state_dict()} if ema is not None else {}),
                     "generator": gen.get_state(), "torch_rng": torch.get_rng_state(),
