@@ -14,8 +14,16 @@ from rich.table import Table
 
 from .config import RunConfig
 from .errors import AutonasError, ConfigError
-from .pipeline import RunInterrupted, execute
+from .pipeline import (
+    RunInterrupted,
+    check_data_parallel,
+    execute,
+    execute_data_parallel,
+    joined_group,
+    rank0_value,
+)
 from .run import RunDir
+from .training import distributed
 from .training.budget import parse_duration
 from .ui import console, setup_console_logging
 
@@ -66,6 +74,11 @@ Loss = Annotated[str | None, typer.Option("--loss", help="Loss of the search and
                                           "retraining: ce (cross-entropy) or focal (focal "
                                           "loss, gamma train.focal_gamma) (default: ce).",
                                           show_default=False)]
+Ddp = Annotated[int | None, typer.Option("--ddp", help="Data-parallel: run the search and "
+                                        "retraining on N local processes (gloo on CPU, NCCL "
+                                        "on GPUs); the global batch is split across them. "
+                                        "Under torchrun, leave it out.",
+                                        show_default=False)]
 ClassWeights = Annotated[str | None, typer.Option("--class-weights", help="none, or auto: "
                                                   "weight each class by its inverse training "
                                                   "frequency, in the search and retraining "
@@ -169,19 +182,32 @@ def _run_name(cfg: RunConfig) -> str:
 
 def _execute(cfg: RunConfig | None, phases: Sequence[str], *, out: Path | None,
              resume: Path | None, budget: str | None, device: str | None = None,
-             arch: dict[str, Any] | None = None) -> dict[str, Any]:
+             arch: dict[str, Any] | None = None, ddp: int | None = None) -> dict[str, Any]:
     setup_console_logging()
     try:
+        options: dict[str, Any] = {"arch": arch}
         if resume is not None:
             run = RunDir.open(resume)
             cfg = RunConfig.from_dict(run.read_yaml("config.yaml"))
             if device is not None:
                 cfg.device = device
-            seconds = parse_duration(budget) if budget is not None else None
-            return execute(cfg, run, phases, resume=True, arch=arch, budget_seconds=seconds)
+            options.update(resume=True, budget_seconds=(
+                parse_duration(budget) if budget is not None else None))
         assert cfg is not None
-        run = RunDir.create(out, _run_name(cfg))
-        return execute(cfg, run, phases, arch=arch)
+        if ddp is not None:
+            distributed.check_world_size(ddp)
+            if distributed.env_world_size() > 1:
+                raise ConfigError("--ddp launches its own processes; under torchrun leave it "
+                                  "out (torchrun --nproc-per-node N -m autonas ...)")
+            if resume is None:
+                check_data_parallel(cfg, phases)  # before the run folder is created
+                run = RunDir.create(out, _run_name(cfg))
+            return execute_data_parallel(cfg, run, phases, ddp, **options)
+        with joined_group(cfg):  # under torchrun: one rank of a process group
+            if resume is None:
+                run = RunDir(rank0_value(  # rank 0 creates and names the folder
+                    lambda: str(RunDir.create(out, _run_name(cfg)).path)))
+            return execute(cfg, run, phases, **options)
     except RunInterrupted as stop:
         console.print(f"\n[yellow]{stop.phase} interrupted.[/] Everything up to the last "
                       f"finished epoch is saved in {stop.run.path}.\nContinue with: "
@@ -330,6 +356,7 @@ def run(
     tensorboard: TensorBoardFlag = False,
     loss: Loss = None,
     class_weights: ClassWeights = None,
+    ddp: Ddp = None,
 ) -> None:
     """Search an architecture, retrain it and evaluate it on the test split."""
     refuse_settings_on_resume(ctx, resume)
@@ -351,8 +378,9 @@ def run(
             cfg.source = source
             cfg.dataset = str(source.get("path") or source.get("csv"))
     summary = _execute(cfg, ("search", "retrain", "evaluate"), out=out, resume=resume,
-                       budget=budget, device=device if given(ctx, "device") else None)
-    print_summary(summary)
+                       budget=budget, device=device if given(ctx, "device") else None, ddp=ddp)
+    if summary.get("rank", 0) == 0:
+        print_summary(summary)
 
 
 @app.command()
@@ -376,6 +404,7 @@ def search(
     tensorboard: TensorBoardFlag = False,
     loss: Loss = None,
     class_weights: ClassWeights = None,
+    ddp: Ddp = None,
 ) -> None:
     """Search only: writes genotype.json (retrain it with `autonas train`)."""
     refuse_settings_on_resume(ctx, resume)
@@ -389,8 +418,9 @@ def search(
         if tensorboard:
             _enable_tensorboard(cfg)
     summary = _execute(cfg, ("search",), out=out, resume=resume, budget=budget,
-                       device=device if given(ctx, "device") else None)
-    print_summary(summary)
+                       device=device if given(ctx, "device") else None, ddp=ddp)
+    if summary.get("rank", 0) == 0:
+        print_summary(summary)
 
 
 @app.command()
@@ -417,6 +447,7 @@ def train(
     set_: Sets = None,
     loss: Loss = None,
     class_weights: ClassWeights = None,
+    ddp: Ddp = None,
 ) -> None:
     """Train the network an architecture describes (select by validation AUC)."""
     arch_dict = None
@@ -436,7 +467,9 @@ def train(
                               retrain_epochs=retrain_epochs, seed=seed, device=device, sets=set_,
                               loss=loss, class_weights=class_weights)
     summary = _execute(cfg, ("retrain",), out=out, resume=resume, arch=arch_dict,
-                       budget=budget)
+                       budget=budget, ddp=ddp)
+    if summary.get("rank", 0) != 0:
+        return
     if arch_dict is not None and resume is None and cfg is not None:
         from .pipeline import write_architecture
         from .spaces import make_space

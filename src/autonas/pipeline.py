@@ -12,8 +12,11 @@ evaluates and writes the report.
 
 from __future__ import annotations
 
+import logging
+import os
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict
 from typing import Any
 
@@ -24,7 +27,7 @@ from .config import RunConfig
 from .data import ImageData, Normalizer, load_dataset
 from .errors import ConfigError
 from .recorder import Recorder
-from .run import RunDir, detach_log, get_logger
+from .run import LOGGER_NAME, RunDir, detach_log, get_logger
 from .spaces import BuildSpec, SearchSpace, make_space
 from .spaces.darts import DartsSpace
 from .strategies import SearchContext, available_strategies, make_strategy
@@ -206,17 +209,20 @@ def execute(cfg: RunConfig, run: RunDir, phases: Sequence[str] = PHASES, *,
 
             mirror = start_mirror(run.path)
         device = resolve_device(cfg.device)
+        if distributed.is_distributed() and device.type == "cuda":
+            device = torch.device("cuda", torch.cuda.current_device())  # this rank's GPU
         configure_threads(cfg.threads)
         seed_everything(cfg.seed)
         if space is None:
             space = make_space(cfg.space, **cfg.space_options)
         data = data if data is not None else load_data(cfg)
         # Rank 0 reads and updates the run's state; every rank follows its plan.
-        todo, states, seconds = _shared(lambda: _plan(cfg, run, phases, data, space, device,
+        todo, states, seconds = rank0_value(lambda: _plan(cfg, run, phases, data, space, device,
                                                       resume, budget_seconds))
         budget = Budget(seconds)
         reserve = (seconds or 0) * EVAL_RESERVE if "evaluate" in phases else 0.0
-        summary: dict[str, Any] = {"run": str(run.path), "phases": {}}
+        summary: dict[str, Any] = {"run": str(run.path), "phases": {},
+                                   "rank": distributed.rank()}
         for phase in todo:
             if phase == "search":
                 fraction = cfg.search_fraction if "retrain" in todo else 1.0
@@ -237,7 +243,7 @@ def execute(cfg: RunConfig, run: RunDir, phases: Sequence[str] = PHASES, *,
                                         recorder)
                 elif phase == "retrain":
                     if arch is None:
-                        arch = _shared(lambda: read_architecture(run))
+                        arch = rank0_value(lambda: read_architecture(run))
                     arch = space.validate(arch)
                     summary["model"] = retrain_phase(cfg, run, data, space, arch, deadline,
                                                      device, resuming, recorder)
@@ -276,6 +282,76 @@ def execute(cfg: RunConfig, run: RunDir, phases: Sequence[str] = PHASES, *,
             detach_log(handler)
 
 
+# ----------------------------------------------------------------------------- data-parallel
+
+
+def execute_data_parallel(cfg: RunConfig, run: RunDir, phases: Sequence[str], nprocs: int,
+                          **options: Any) -> dict[str, Any]:
+    """:func:`execute` on ``nprocs`` local processes joined in one process group (gloo on
+    CPU, NCCL on GPUs); returns rank 0's summary. ``options`` are :func:`execute`'s."""
+    import multiprocessing
+
+    distributed.check_world_size(nprocs)
+    if nprocs == 1:
+        return execute(cfg, run, phases, **options)
+    check_data_parallel(cfg, phases)
+    threads = cfg.threads or int(os.environ.get("AUTONAS_THREADS", 0)) or max(
+        1, (os.cpu_count() or 1) // nprocs)
+    results = multiprocessing.get_context("spawn").SimpleQueue()
+    try:
+        distributed.launch_local(_rank_main, nprocs, (cfg, str(run.path), tuple(phases),
+                                                      options, results), threads=threads)
+    except Exception:
+        outcome = results.get() if not results.empty() else None
+        if outcome is not None and outcome[0] == "error":
+            raise ConfigError(outcome[1]) from None
+        if outcome is not None and outcome[0] == "interrupted":
+            raise RunInterrupted(run, outcome[1]) from None
+        raise
+    outcome = results.get() if not results.empty() else ("error", "rank 0 returned nothing")
+    if outcome[0] != "ok":
+        raise ConfigError(outcome[1])
+    return outcome[1]
+
+
+def _rank_main(rank: int, cfg: RunConfig, path: str, phases: tuple[str, ...],
+               options: dict[str, Any], results: Any) -> None:
+    """One rank of :func:`execute_data_parallel` (a spawned process)."""
+    from .errors import AutonasError
+    from .ui import setup_console_logging
+
+    if rank == 0:
+        setup_console_logging()
+    with joined_group(cfg):
+        try:
+            summary = execute(cfg, RunDir(path), phases, **options)
+        except RunInterrupted as stop:
+            if rank == 0:
+                results.put(("interrupted", stop.phase))
+            raise SystemExit(130) from None
+        except AutonasError as exc:
+            results.put(("error", str(exc)))
+            raise SystemExit(2) from None
+        if rank == 0:
+            results.put(("ok", summary))
+
+
+@contextmanager
+def joined_group(cfg: RunConfig) -> Iterator[None]:
+    """Join the process group the environment describes (torchrun, ``--ddp``) for the
+    block, if there is one; ranks other than 0 log warnings only."""
+    if distributed.env_world_size() <= 1 or distributed.is_distributed():
+        yield
+        return
+    distributed.init_from_env(resolve_device(cfg.device))
+    if not distributed.is_writer():
+        logging.getLogger(LOGGER_NAME).setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        distributed.teardown()
+
+
 def _plan(cfg: RunConfig, run: RunDir, phases: Sequence[str], data: ImageData,
           space: SearchSpace, device: torch.device, resume: bool,
           budget_seconds: float | None) -> tuple[list[str], dict[str, str | None], float | None]:
@@ -304,7 +380,7 @@ def _plan(cfg: RunConfig, run: RunDir, phases: Sequence[str], data: ImageData,
     return todo, states, seconds
 
 
-def _shared(compute: Any) -> Any:
+def rank0_value(compute: Any) -> Any:
     """``compute()`` on rank 0, its result (or its error) on every rank."""
     if not distributed.is_distributed():
         return compute()

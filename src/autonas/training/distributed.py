@@ -7,9 +7,8 @@ after every backward pass. Each rank scales its loss by its share of the global 
 the same update a single process makes on the whole batch.
 
 BatchNorm in training mode normalises with the statistics of the global batch
-(:func:`global_batch_statistics`, an all-reduce of the batch statistics through the
-differentiable ``torch.distributed.nn.functional.all_reduce``; ``torch.nn.SyncBatchNorm``
-refuses CPU tensors in this torch version).
+(:func:`global_batch_statistics`, a differentiable all-reduce of the batch statistics;
+``torch.nn.SyncBatchNorm`` refuses CPU tensors in this torch version).
 
 Outside a process group every helper is a no-op, so single-process runs are unchanged.
 """
@@ -308,26 +307,46 @@ class ShardedBatches:
 # ----------------------------------------------------------------------------- BatchNorm
 
 
+class _SumAcrossRanks(torch.autograd.Function):
+    """All-reduce (sum) with a gradient: the gradient of a sum over ranks with respect to
+    one rank's summand is the sum of the ranks' output gradients."""
+
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor) -> torch.Tensor:
+        out = x.clone()
+        dist.all_reduce(out)
+        return out
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> torch.Tensor:
+        grad = grad.clone()
+        dist.all_reduce(grad)
+        return grad
+
+
+def sum_across_ranks(x: torch.Tensor) -> torch.Tensor:
+    """The sum of ``x`` over ranks, differentiable (``x`` itself outside a group)."""
+    return _SumAcrossRanks.apply(x) if is_distributed() else x
+
+
 def _global_batch_norm(x: torch.Tensor,
                        running_mean: torch.Tensor | None, running_var: torch.Tensor | None,
                        weight: torch.Tensor | None, bias: torch.Tensor | None,
                        momentum: float | None, eps: float) -> torch.Tensor:
     """Batch normalisation with the mean and variance of the global batch.
 
-    Two all-reduces (sum, then the centred sum of squares, for precision) through the
-    differentiable ``torch.distributed.nn.functional.all_reduce``: the gradient flows through
-    the statistics to every rank's inputs, as in one process on the whole batch.
+    Two all-reduces (sum, then the centred sum of squares, for precision) that carry
+    gradients (:func:`sum_across_ranks`): the gradient flows through the statistics to
+    every rank's inputs, as in one process on the whole batch.
     """
-    from torch.distributed.nn.functional import all_reduce
-
     dims = [d for d in range(x.dim()) if d != 1]
     shape = [1, -1] + [1] * (x.dim() - 2)
     xf = x.float()
     count = torch.tensor([float(x.numel() // max(1, x.shape[1]))], device=x.device)
     dist.all_reduce(count)
-    mean = all_reduce(xf.sum(dims)) / count
+    mean = sum_across_ranks(xf.sum(dims)) / count
     centred = xf - mean.view(shape)
-    var = all_reduce((centred * centred).sum(dims)) / count
+    var = sum_across_ranks((centred * centred).sum(dims)) / count
     if running_mean is not None and running_var is not None:
         with torch.no_grad():
             m = 0.1 if momentum is None else momentum
