@@ -126,6 +126,15 @@ class OneShotStrategy(Strategy):
     data_parallel: ClassVar[bool] = True
     """Runs data-parallel: every random draw of a step is the same on all ranks."""
 
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        """A subclass for other kinds of space (own supernet, own set-up) is not covered by
+        the data-parallel hooks of this loop unless it says so itself."""
+        super().__init_subclass__(**kwargs)
+        own_spaces = cls.__dict__.get("spaces")
+        if own_spaces is not None and "data_parallel" not in cls.__dict__ and not all(
+                issubclass(s, DartsSpace) for s in own_spaces):
+            cls.data_parallel = False
+
     # -- hooks a strategy implements ---------------------------------------------------
     def build_arch(self, space: DartsSpace, n_ops: int) -> nn.Module:
         return ArchParams(space.n_edges, n_ops)
