@@ -36,6 +36,8 @@ CASES = {  # strategy: options (an odd batch for darts: shards of 5 and 4 images
     "darts2": {"batch_size": 8},
     "pc-darts": {"batch_size": 8, "k": 2},
     "gdas": {"batch_size": 8},
+    "darts-minus": {"batch_size": 8},
+    "spos": {"batch_size": 8},
 }
 
 
@@ -68,7 +70,8 @@ def search_steps(name: str, options: dict) -> dict[str, torch.Tensor]:
             strategy.arch_step(xt, yt, xv, yv)
             if step == 0:  # the all-ranks gradient the first architecture step used
                 first_grads = {f"grad.{k}": p.grad.clone()
-                               for k, p in strategy.arch.named_parameters()}
+                               for k, p in strategy.arch.named_parameters()
+                               if p.grad is not None}
             strategy.weight_step(xt, yt)
     return {**first_grads,
             **{f"arch.{k}": v.detach().clone() for k, v in strategy.arch.state_dict().items()},
@@ -123,8 +126,10 @@ def _assert_close(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> Non
 def test_two_ranks_search_like_one_process(name: str, two_rank_steps) -> None:
     rank0, rank1 = two_rank_steps
     single = search_steps(name, CASES[name])
-    # the alphas start within 1e-2 of zero: they must have moved for the test to mean much
-    assert max(float(v.abs().max()) for k, v in single.items() if k.startswith("arch.")) > 0.05
+    if name != "spos":  # SPOS learns no architecture weights
+        # the alphas start within 1e-2 of zero: they must have moved for the test to mean much
+        assert max(float(v.abs().max()) for k, v in single.items()
+                   if k.startswith("arch.")) > 0.05
     _assert_close(rank0[name], single)
     _assert_close(rank1[name], single)  # and the ranks agree with each other
 
