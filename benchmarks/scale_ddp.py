@@ -74,7 +74,7 @@ def _step_times(rank: int, args: argparse.Namespace, out: str) -> None:
             val = distributed.shard(x[1], y[1])
             xt, yt, xv, yv = (t.to(device) for t in (train.x, train.y, val.x, val.y))
             xt, xv = (t.contiguous(memory_format=torch.channels_last) for t in (xt, xv))
-            strategy.loss_fn.weight = train.weight
+            strategy.loss_fn.share = train.share
             if args.cuda:
                 torch.cuda.synchronize()
             distributed.barrier()

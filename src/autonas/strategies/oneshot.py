@@ -53,10 +53,10 @@ class ShardLoss(nn.Module):
     def __init__(self, loss: nn.Module) -> None:
         super().__init__()
         self.loss = loss
-        self.weight = 1.0
+        self.share = 1.0
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        return distributed.scaled(self.loss(logits, target), self.weight)
+        return distributed.scaled(self.loss(logits, target), self.share)
 
 
 class ArchParams(nn.Module):
@@ -336,6 +336,7 @@ class OneShotStrategy(Strategy):
         step_timer = StepTimer()
         eval_timer = StepTimer()
         stopped = "completed"
+        self.batch_share = 1.0
 
         def out_of_time() -> bool:  # decided by all ranks together
             return distributed.agree(
@@ -359,7 +360,7 @@ class OneShotStrategy(Strategy):
                         if not frozen:
                             self.arch_step(xt, yt, xv, yv)
                         losses.append(self.weight_step(xt, yt))
-                    shown = losses[-1] / self.loss_fn.weight
+                    shown = losses[-1] / self.batch_share
                     bar.advance(info=f"epoch {epoch + 1}/{self.epochs} loss {shown:.3f}")
                 if stopped == "budget" and not losses:
                     break
@@ -408,5 +409,7 @@ class OneShotStrategy(Strategy):
     def _batches(self):
         """Pairs of (weight batch, architecture batch): this rank's shards of them."""
         for (xt, yt), (xv, yv) in zip(self.weight_loader, self.arch_loader):
-            self.loss_fn.weight = self.weight_loader.weight  # both loaders: same batch size
+            self.batch_share = getattr(self.weight_loader, "share", 1.0)  # same for both
+            if isinstance(self.loss_fn, ShardLoss):
+                self.loss_fn.share = self.batch_share
             yield xt, yt, xv, yv

@@ -3,7 +3,7 @@
 Every process (rank) holds the whole model and computes on its shard of each global batch;
 the gradients of the weights and of the architecture parameters are summed across ranks
 after every backward pass. Each rank scales its loss by its share of the global batch
-(``shard.weight``), so the sum equals the gradient of the mean loss over the global batch:
+(``shard.share``), so the sum equals the gradient of the mean loss over the global batch:
 the same update a single process makes on the whole batch.
 
 BatchNorm in training mode normalises with the statistics of the global batch
@@ -176,7 +176,7 @@ def all_reduce_sum(tensors: Iterable[torch.Tensor | None]) -> None:
 
 def reduce_gradients(params: Iterable[torch.Tensor]) -> None:
     """Sum the ``.grad`` of ``params`` across ranks (the losses were scaled by the shard
-    weight, so the sum is the gradient of the global batch's mean loss).
+    share, so the sum is the gradient of the global batch's mean loss).
 
     A parameter without a gradient is left without one, as in a single process.
     """
@@ -256,7 +256,7 @@ class Shard:
 
     x: torch.Tensor
     y: torch.Tensor
-    weight: float
+    share: float
 
 
 def shard(x: torch.Tensor, y: torch.Tensor) -> Shard:
@@ -276,13 +276,13 @@ class ShardedBatches:
 
     Every rank draws the same global batch (same order, same augmentation: the loader's
     generator is seeded alike on all ranks) and keeps its rows, so the union of the shards
-    is exactly the batch a single process trains on. ``weight`` is the share of the last
+    is exactly the batch a single process trains on. ``share`` is the share of the last
     batch yielded.
     """
 
     def __init__(self, loader: Any) -> None:
         self.loader = loader
-        self.weight = 1.0
+        self.share = 1.0
 
     def __len__(self) -> int:
         return len(self.loader)
@@ -300,7 +300,7 @@ class ShardedBatches:
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         for xb, yb in self.loader:
             part = shard(xb, yb)
-            self.weight = part.weight
+            self.share = part.share
             yield part.x, part.y
 
 
@@ -400,6 +400,6 @@ def prepare_model(module: nn.Module) -> nn.Module:
     return module
 
 
-def scaled(loss: torch.Tensor, weight: float) -> torch.Tensor:
+def scaled(loss: torch.Tensor, share: float) -> torch.Tensor:
     """The loss this rank back-propagates: its shard's share of the global mean loss."""
-    return loss if weight == 1.0 else loss * weight
+    return loss if share == 1.0 else loss * share

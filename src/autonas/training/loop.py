@@ -67,7 +67,7 @@ def train_epoch(model: nn.Module, loader: BatchLoader, optimizer: torch.optim.Op
                     loss = loss_fn(logits, yb)
             if not torch.isfinite(loss):
                 raise NonFiniteLossError(f"loss became {loss.item()} at step {i}")
-            distributed.scaled(loss, getattr(loader, "weight", 1.0)).backward()
+            distributed.scaled(loss, getattr(loader, "share", 1.0)).backward()
             distributed.reduce_gradients(model.parameters())
             if grad_clip:
                 nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
