@@ -38,6 +38,7 @@ CASES = {  # strategy: options (an odd batch for darts: shards of 5 and 4 images
     "gdas": {"batch_size": 8},
     "darts-minus": {"batch_size": 8},
     "spos": {"batch_size": 8},
+    "proxyless": {"batch_size": 8},
 }
 
 
@@ -126,7 +127,7 @@ def _assert_close(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> Non
 def test_two_ranks_search_like_one_process(name: str, two_rank_steps) -> None:
     rank0, rank1 = two_rank_steps
     single = search_steps(name, CASES[name])
-    if name != "spos":  # SPOS learns no architecture weights
+    if name not in ("spos", "proxyless"):  # no or few architecture weights move
         # the alphas start within 1e-2 of zero: they must have moved for the test to mean much
         assert max(float(v.abs().max()) for k, v in single.items()
                    if k.startswith("arch.")) > 0.05

@@ -30,6 +30,7 @@ from .recorder import Recorder
 from .run import LOGGER_NAME, RunDir, detach_log, get_logger
 from .spaces import BuildSpec, SearchSpace, make_space
 from .spaces.darts import DartsSpace
+from .spaces.user_source import keep_source, source_fields, space_of_run
 from .strategies import SearchContext, available_strategies, make_strategy
 from .training import distributed
 from .training.budget import Budget, Deadline
@@ -71,7 +72,7 @@ def load_model(run: RunDir, device: torch.device | str = "cpu"
                ) -> tuple[torch.nn.Module, Normalizer, dict[str, Any]]:
     """Rebuild the retrained network of a run (weights loaded with ``weights_only=True``)."""
     meta = run.read_json("model.json")
-    space = make_space(meta["space"], **meta["space_options"])
+    space = space_of_run(run, meta)  # a user space comes from the run's copy of its source
     model = space.build(meta["arch"], BuildSpec(**meta["build"]))
     state = torch.load(run.file("model.pt"), map_location="cpu", weights_only=True)
     model.load_state_dict(state)
@@ -83,7 +84,7 @@ def write_architecture(run: RunDir, cfg: RunConfig, space: SearchSpace, arch: di
                        **extra: Any) -> None:
     """architecture.json for every space; genotype.json too for cell spaces."""
     run.write_json("architecture.json", {"space": cfg.space, "space_options": space.options(),
-                                         "arch": arch, **extra})
+                                         **source_fields(run, cfg.space), "arch": arch, **extra})
     if isinstance(space, DartsSpace):
         run.write_json("genotype.json", {"genotype": arch, **extra})
 
@@ -145,6 +146,7 @@ def retrain_phase(cfg: RunConfig, run: RunDir, data: ImageData, space: SearchSpa
     recorder.checkpoint("model.pt", result.state_dict)
     info = {
         "space": cfg.space, "space_options": space.options(), "arch": arch,
+        **source_fields(run, cfg.space),
         "build": asdict(spec), "normalizer": normalizer.to_dict(),
         "class_names": data.class_names, "task": data.task, "dataset": data.name,
         "params": n_params, "best_epoch": result.best_epoch, "epochs": result.epochs,
@@ -214,7 +216,10 @@ def execute(cfg: RunConfig, run: RunDir, phases: Sequence[str] = PHASES, *,
         configure_threads(cfg.threads)
         seed_everything(cfg.seed)
         if space is None:
-            space = make_space(cfg.space, **cfg.space_options)
+            saved = {"space": cfg.space, "space_options": cfg.space_options,
+                     **source_fields(run, cfg.space)}
+            space = space_of_run(run, saved) if resume else make_space(cfg.space,
+                                                                       **cfg.space_options)
         data = data if data is not None else load_data(cfg)
         # Rank 0 reads and updates the run's state; every rank follows its plan.
         todo, states, seconds = rank0_value(lambda: _plan(cfg, run, phases, data, space, device,
@@ -358,6 +363,7 @@ def _plan(cfg: RunConfig, run: RunDir, phases: Sequence[str], data: ImageData,
     """Record the session in the run folder; the phases to run, their states before this
     session, and the seconds it may use."""
     states = {p: run.phase_state(p) for p in PHASES}
+    keep_source(run, cfg.space)
     if not resume:
         run.write_yaml("config.yaml", _resolved(cfg, space))
     run.write_environment(cfg.seed, device)

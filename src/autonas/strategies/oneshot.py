@@ -130,9 +130,8 @@ class OneShotStrategy(Strategy):
         """A subclass for other kinds of space (own supernet, own set-up) is not covered by
         the data-parallel hooks of this loop unless it says so itself."""
         super().__init_subclass__(**kwargs)
-        own_spaces = cls.__dict__.get("spaces")
-        if own_spaces is not None and "data_parallel" not in cls.__dict__ and not all(
-                issubclass(s, DartsSpace) for s in own_spaces):
+        if "data_parallel" not in cls.__dict__ and not all(
+                issubclass(s, DartsSpace) for s in cls.spaces):
             cls.data_parallel = False
 
     # -- hooks a strategy implements ---------------------------------------------------
