@@ -218,7 +218,7 @@ def _execute(cfg: RunConfig | None, phases: Sequence[str], *, out: Path | None,
     raise AssertionError("unreachable")
 
 
-RESUME_KEEPS = ("resume", "budget", "device")
+RESUME_KEEPS = ("resume", "budget", "device", "ddp")
 """What --resume may be given with: the rest of a run's settings live in its config.yaml."""
 
 
@@ -236,8 +236,8 @@ def refuse_settings_on_resume(ctx: typer.Context, resume: Path | None) -> None:
                   if param.name not in RESUME_KEEPS and given(ctx, param.name)]
     if given_here:
         _fail(f"--resume continues {resume} with the settings in its config.yaml, so "
-              f"{', '.join(given_here)} would be ignored: leave them out (only --budget and "
-              f"--device apply), or edit {resume / 'config.yaml'} first (its search section "
+              f"{', '.join(given_here)} would be ignored: leave them out (only --budget, "
+              f"--device and --ddp apply), or edit {resume / 'config.yaml'} first (its search section "
               "holds max_trials, epochs and the strategy's other options)")
 
 

@@ -306,6 +306,8 @@ def execute_data_parallel(cfg: RunConfig, run: RunDir, phases: Sequence[str], np
     try:
         distributed.launch_local(_rank_main, nprocs, (cfg, str(run.path), tuple(phases),
                                                       options, results), threads=threads)
+    except KeyboardInterrupt:
+        raise RunInterrupted(run, _mark_interrupted(run)) from None
     except Exception:
         outcome = results.get() if not results.empty() else None
         if outcome is not None and outcome[0] == "error":
@@ -317,6 +319,18 @@ def execute_data_parallel(cfg: RunConfig, run: RunDir, phases: Sequence[str], np
     if outcome[0] != "ok":
         raise ConfigError(outcome[1])
     return outcome[1]
+
+
+def _mark_interrupted(run: RunDir) -> str:
+    """The phase a Ctrl-C stopped (marked ``interrupted``, its time charged up to its last
+    checkpoint as for a killed session)."""
+    for phase, entry in run.status().items():
+        if entry.get("state") in ("running", "interrupted", "failed"):
+            if entry.get("state") == "running":
+                _count_killed_session(run, phase)
+            run.set_phase(phase, "interrupted")
+            return phase
+    return "run"
 
 
 def _rank_main(rank: int, cfg: RunConfig, path: str, phases: tuple[str, ...],

@@ -112,14 +112,33 @@ def launch_local(fn: Callable[..., Any], nprocs: int, args: Sequence[Any] = (),
     """Run ``fn(rank, *args)`` in ``nprocs`` fresh processes joined in one process group.
 
     Each process gets ``MASTER_ADDR``/``MASTER_PORT``/``RANK``/``WORLD_SIZE``/``LOCAL_RANK``
-    and calls :func:`init_from_env` itself (through ``fn``).
+    and calls :func:`init_from_env` itself (through ``fn``). A rank that fails ends the
+    others (``torch.multiprocessing``'s error is raised here); Ctrl-C raises
+    KeyboardInterrupt here once the ranks have ended.
     """
     import torch.multiprocessing as mp
 
     check_world_size(nprocs)
     env = {"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(free_port()),
            "WORLD_SIZE": str(nprocs)}
-    mp.spawn(_bootstrap, args=(fn, env, threads, tuple(args)), nprocs=nprocs, join=True)
+    context = mp.start_processes(_bootstrap, args=(fn, env, threads, tuple(args)),
+                                 nprocs=nprocs, join=False, start_method="spawn")
+    try:
+        while not context.join():
+            pass
+        return
+    except KeyboardInterrupt:
+        pass
+    # Ctrl-C reached the ranks too: they stop and leave their last checkpoint; wait for
+    # them (a second Ctrl-C, or two minutes, ends them) and pass the interrupt on.
+    try:
+        for process in context.processes:
+            process.join(timeout=120)
+    finally:
+        for process in context.processes:
+            if process.is_alive():
+                process.terminate()
+    raise KeyboardInterrupt
 
 
 def _bootstrap(local_rank: int, fn: Callable[..., Any], env: dict[str, str],
