@@ -60,7 +60,7 @@ def search_steps(name: str, options: dict) -> dict[str, torch.Tensor]:
     strategy = _strategy(name, **options)
     ctx = SearchContext(data=tiny_data(), space=DartsSpace(nodes=2), run=RunDir("unused"),
                         deadline=Deadline(None), device=torch.device("cpu"),
-                        recorder=Recorder(RunDir("unused"), is_writer=False))
+                        recorder=Recorder(None))
     strategy._setup(ctx)
     strategy.begin_epoch(0)
     strategy.net.train()

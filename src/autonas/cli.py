@@ -237,8 +237,8 @@ def refuse_settings_on_resume(ctx: typer.Context, resume: Path | None) -> None:
     if given_here:
         _fail(f"--resume continues {resume} with the settings in its config.yaml, so "
               f"{', '.join(given_here)} would be ignored: leave them out (only --budget, "
-              f"--device and --ddp apply), or edit {resume / 'config.yaml'} first (its search section "
-              "holds max_trials, epochs and the strategy's other options)")
+              f"--device and --ddp apply), or edit {resume / 'config.yaml'} first (its "
+              "search section holds max_trials, epochs and the strategy's other options)")
 
 
 def phases_command(phases: Sequence[str]) -> str:

@@ -6,7 +6,7 @@ themselves. In a data-parallel run only rank 0's recorder writes (``is_writer``)
 rank reads, so a resume restores all of them from the same files.
 
 A kind such as ``"search/history"`` is the JSON-lines file ``search/history.jsonl``; a
-checkpoint name such as ``"search/state"`` is ``search/state.pt`` in the run folder.
+checkpoint named ``*.pt`` is saved with torch.save, any other as JSON.
 """
 
 from __future__ import annotations
@@ -18,46 +18,59 @@ from .ui import PhaseProgress
 
 
 class Recorder:
-    """Writes through a :class:`RunDir` when ``is_writer``; reads in every process."""
+    """Writes through a :class:`RunDir` when it is the writer; reads in every process.
 
-    def __init__(self, run: RunDir, is_writer: bool = True) -> None:
+    ``Recorder(None)`` has no folder: it writes and reads nothing (a process that only
+    computes). ``Recorder(run, is_writer=False)`` reads ``run`` but never writes it (a
+    data-parallel rank other than 0, which must resume from rank 0's checkpoints).
+    """
+
+    def __init__(self, run: RunDir | None, is_writer: bool = True, *,
+                 progress: bool = True) -> None:
         self.run = run
-        self.is_writer = is_writer
+        self.is_writer = is_writer and run is not None
+        self.show_progress = progress and self.is_writer
 
-    @staticmethod
-    def _rows_file(kind: str) -> str:
-        return f"{kind}.jsonl"
-
-    @staticmethod
-    def _state_file(name: str) -> str:
-        return name if name.endswith(".pt") else f"{name}.pt"
+    @property
+    def writes(self) -> bool:
+        return self.is_writer
 
     # -- rows --------------------------------------------------------------------------
     def record(self, kind: str, row: dict[str, Any]) -> None:
-        """Append one row (an epoch, a trial) to the records of ``kind``."""
+        """Append one row (an epoch, a trial) to ``<kind>.jsonl``."""
         if self.is_writer:
-            self.run.append_jsonl(self._rows_file(kind), row)
+            self.run.append_jsonl(f"{kind}.jsonl", row)
 
     def rows(self, kind: str) -> list[dict[str, Any]]:
-        return self.run.read_jsonl(self._rows_file(kind))
+        """The rows of ``kind`` (a line cut by a kill is left out)."""
+        return [] if self.run is None else self.run.read_jsonl(f"{kind}.jsonl")
 
     def keep_rows(self, kind: str, n: int) -> list[dict[str, Any]]:
         """The first ``n`` rows of ``kind``; the later ones (of work a resume redoes) are
         dropped from the file."""
         rows = self.rows(kind)[:n]
         if self.is_writer:
-            self.run.truncate_jsonl(self._rows_file(kind), len(rows))
+            self.run.truncate_jsonl(f"{kind}.jsonl", len(rows))
         return rows
 
     # -- checkpoints -------------------------------------------------------------------
-    def checkpoint(self, name: str, state: dict[str, Any]) -> None:
-        """Save ``state`` atomically (a kill leaves the previous checkpoint whole)."""
-        if self.is_writer:
-            self.run.save_state(self._state_file(name), state)
+    def checkpoint(self, name: str, state: Any) -> None:
+        """Save ``state`` atomically (a kill leaves the previous checkpoint whole): tensors
+        with torch.save when ``name`` ends in ``.pt``, anything else as JSON."""
+        if not self.is_writer:
+            return
+        if name.endswith(".pt"):
+            self.run.save_state(name, state)
+        else:
+            self.run.write_json(name, state)
 
-    def load_checkpoint(self, name: str) -> dict[str, Any] | None:
+    def load_checkpoint(self, name: str) -> Any:
         """The last checkpoint ``name`` (every rank loads it), or None."""
-        return self.run.load_state(self._state_file(name))
+        if self.run is None:
+            return None
+        if name.endswith(".pt"):
+            return self.run.load_state(name)
+        return self.run.read_json(name) if self.run.exists(name) else None
 
     # -- results and display -----------------------------------------------------------
     def write_json(self, name: str, obj: Any) -> None:
@@ -66,8 +79,8 @@ class Recorder:
 
     def progress(self, description: str, total: int | None,
                  enabled: bool = True) -> PhaseProgress:
-        """A progress bar, drawn by the writer only."""
-        return PhaseProgress(description, total=total, enabled=enabled and self.is_writer)
+        """A progress bar, drawn by the writer only (elsewhere one that draws nothing)."""
+        return PhaseProgress(description, total=total, enabled=enabled and self.show_progress)
 
     @staticmethod
     def progress_for(recorder: Recorder | None, description: str, total: int | None,

@@ -37,12 +37,9 @@ from .base import SearchContext, SearchResult, Strategy
 from .collapse import check_stopping_options, collapse_stop
 from .stacking import sample_cell, stack_cells
 
-STATE_FILE = "search/state.pt"
-HISTORY_FILE = "search/history.jsonl"
-ALPHAS_FILE = "search/alphas.jsonl"
-STATE = "search/state"
-HISTORY = "search/history"
-ALPHAS = "search/alphas"
+STATE = "search/state.pt"
+HISTORY = "search/history"  # search/history.jsonl
+ALPHAS = "search/alphas"  # search/alphas.jsonl
 
 
 class ShardLoss(nn.Module):

@@ -161,7 +161,7 @@ def fit(model: nn.Module, data: ImageData, cfg: TrainConfig, *, deadline: Deadli
     start_epoch = 0
     epoch_times: list[float] = []
     if resume and recorder is not None and (
-            state := recorder.load_checkpoint(f"{prefix}/state")) is not None:
+            state := recorder.load_checkpoint(f"{prefix}/state.pt")) is not None:
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         if ema is not None and "ema" in state:
@@ -245,7 +245,7 @@ def fit(model: nn.Module, data: ImageData, cfg: TrainConfig, *, deadline: Deadli
                      val["accuracy"], _fmt(val["auc"]), " *" if improved else "")
             if recorder is not None:
                 recorder.record(f"{prefix}/history", record)
-                recorder.checkpoint(f"{prefix}/state", {
+                recorder.checkpoint(f"{prefix}/state.pt", {
                     "model": model.state_dict(), "optimizer": optimizer.state_dict(),
                     **({"ema": ema.model.state_dict()} if ema is not None else {}),
                     "generator": gen.get_state(), "torch_rng": torch.get_rng_state(),
