@@ -229,6 +229,9 @@ def test_bad_ddp_values_fail_cleanly(tmp_path: Path) -> None:
     assert "'enas'" in text and "cannot run data-parallel" in text
     assert "darts" in text and "gdas" in text  # names the ones that can
     assert not (tmp_path / "b").exists()  # refused before a run folder was made
+    text = invoke("run", "--ddp", "4", "--set", "train.batch_size=2", "--out", tmp_path / "c",
+                  "--device", "cpu")
+    assert "train.batch_size 2 cannot be split across 4 processes" in text
 
 
 def test_ddp_refuses_model_spaces() -> None:

@@ -200,7 +200,7 @@ def _execute(cfg: RunConfig | None, phases: Sequence[str], *, out: Path | None,
                 raise ConfigError("--ddp launches its own processes; under torchrun leave it "
                                   "out (torchrun --nproc-per-node N -m autonas ...)")
             if resume is None:
-                check_data_parallel(cfg, phases)  # before the run folder is created
+                check_data_parallel(cfg, phases, processes=ddp)  # before the folder exists
                 run = RunDir.create(out, _run_name(cfg))
             return execute_data_parallel(cfg, run, phases, ddp, **options)
         with joined_group(cfg):  # under torchrun: one rank of a process group

@@ -205,7 +205,7 @@ def execute(cfg: RunConfig, run: RunDir, phases: Sequence[str] = PHASES, *,
     mirror = None
     try:
         if distributed.is_distributed():
-            check_data_parallel(cfg, phases, space)
+            check_data_parallel(cfg, phases, space, distributed.world_size())
         if cfg.tensorboard and writer:
             from .report.tensorboard import start_mirror
 
@@ -299,7 +299,7 @@ def execute_data_parallel(cfg: RunConfig, run: RunDir, phases: Sequence[str], np
     distributed.check_world_size(nprocs)
     if nprocs == 1:
         return execute(cfg, run, phases, **options)
-    check_data_parallel(cfg, phases)
+    check_data_parallel(cfg, phases, processes=nprocs)
     threads = cfg.threads or int(os.environ.get("AUTONAS_THREADS", 0)) or max(
         1, (os.cpu_count() or 1) // nprocs)
     results = multiprocessing.get_context("spawn").SimpleQueue()
@@ -417,13 +417,21 @@ def rank0_value(compute: Any) -> Any:
 
 
 def check_data_parallel(cfg: RunConfig, phases: Sequence[str],
-                        space: SearchSpace | None = None) -> None:
-    """Refuse, before anything runs, a search that cannot run on several processes."""
+                        space: SearchSpace | None = None, processes: int = 2) -> None:
+    """Refuse, before anything runs, a search that cannot run on several processes, and
+    batches too small to give every process a share."""
+    if "retrain" in phases and cfg.train.batch_size < processes:
+        raise ConfigError(f"train.batch_size {cfg.train.batch_size} cannot be split across "
+                          f"{processes} processes; use at least {processes}")
     if "search" not in phases:
         return
     space = space if space is not None else make_space(cfg.space, **cfg.space_options)
     strategy = make_strategy(cfg.strategy, space, **cfg.search)
     if getattr(strategy, "data_parallel", False):
+        batch = getattr(strategy, "batch_size", processes)
+        if batch < processes:
+            raise ConfigError(f"search.batch_size {batch} cannot be split across {processes} "
+                              f"processes; use at least {processes}")
         return
     able = []
     for name in available_strategies():
