@@ -1,5 +1,5 @@
-"""``python -m autonas``: the `autonas` command (what torchrun's ``-m autonas`` starts)."""
+"""`python -m autonas`: the `autonas` command (what torchrun's ``-m autonas`` starts)."""
 
-from autonas.cli import main
+from .cli import main
 
 main()

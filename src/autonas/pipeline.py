@@ -15,18 +15,20 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict
 from typing import Any
 
 import numpy as np
 import torch
+from torch import nn
 
 from .config import RunConfig
 from .data import ImageData, Normalizer, load_dataset
 from .errors import ConfigError
 from .recorder import Recorder
+from .result_checks import result_warnings
 from .run import LOGGER_NAME, RunDir, detach_log, get_logger
 from .spaces import BuildSpec, SearchSpace, make_space
 from .spaces.darts import DartsSpace
@@ -38,10 +40,11 @@ from .training.device import configure_threads, resolve_device, seed_everything,
 from .training.loop import predict_proba
 from .training.metrics import classification_metrics
 from .training.profile import profile_model
+from .training.reserve import REPORT_SECONDS, finish_seconds
+from .training.speed import MachineSpeed
 from .training.trainer import fit
 
 PHASES = ("search", "retrain", "evaluate")
-EVAL_RESERVE = 0.03  # share of the budget kept for evaluation and writing results
 
 
 class RunInterrupted(Exception):
@@ -57,8 +60,11 @@ def load_data(cfg: RunConfig) -> ImageData:
     if cfg.source:
         from .data.folder import load_source
 
-        return load_source(cfg.source, seed=cfg.seed)
-    return load_dataset(cfg.dataset, size=cfg.size)
+        source = dict(cfg.source)
+        if cfg.val_fraction is not None:
+            source["val_fraction"] = cfg.val_fraction
+        return load_source(source, seed=cfg.seed)
+    return load_dataset(cfg.dataset, size=cfg.size, val_fraction=cfg.val_fraction)
 
 
 def build_spec(cfg: RunConfig, data: ImageData) -> BuildSpec:
@@ -128,18 +134,26 @@ def search_phase(cfg: RunConfig, run: RunDir, data: ImageData, space: SearchSpac
 
 
 def retrain_phase(cfg: RunConfig, run: RunDir, data: ImageData, space: SearchSpace,
-                  arch: dict[str, Any], deadline: Deadline, device: torch.device,
-                  resume: bool, recorder: Recorder | None = None) -> dict[str, Any]:
+                  arch: dict[str, Any], deadline: Deadline | Callable[[nn.Module], Deadline],
+                  device: torch.device, resume: bool,
+                  speed: MachineSpeed | None = None,
+                  recorder: Recorder | None = None) -> dict[str, Any]:
+    """``deadline`` may be a function of the built network (to keep the time its
+    evaluation will take); ``speed`` holds the machine's speed at the run's start;
+    ``recorder`` writes the rows and checkpoints (rank 0's only, in a data-parallel run)."""
     log = get_logger()
     recorder = recorder or Recorder(run)
     seed_everything(cfg.seed)
     spec = build_spec(cfg, data)
     model = to_channels_last(space.build(arch, spec).to(device))
+    if callable(deadline):
+        deadline = deadline(model)
     n_params = sum(p.numel() for p in model.parameters() if p.requires_grad)
     log.info("retrain: %d parameters, %s", n_params, _remaining(deadline))
     normalizer = Normalizer.fit(data.train_x)
     result = fit(model, data, cfg.train, deadline=deadline, device=device, seed=cfg.seed, run=run,
-                 prefix="retrain", normalizer=normalizer, resume=resume, recorder=recorder)
+                 prefix="retrain", normalizer=normalizer, resume=resume,
+                 machine=speed.slowdown if speed is not None else None, recorder=recorder)
     if result.state_dict is None:
         raise ConfigError("the budget ended before the first training epoch finished; "
                           "give the run a larger --budget")
@@ -151,6 +165,8 @@ def retrain_phase(cfg: RunConfig, run: RunDir, data: ImageData, space: SearchSpa
         "class_names": data.class_names, "task": data.task, "dataset": data.name,
         "params": n_params, "best_epoch": result.best_epoch, "epochs": result.epochs,
         "planned_epochs": result.planned_epochs, "stopped": result.stopped,
+        "first_plan": result.first_plan, "slowdown": result.slowdown,
+        "replans": result.replans, "start_slowdown": result.start_slowdown,
     }
     recorder.write_json("model.json", info)
     log.info("retrain finished (%s): best epoch %d of %d, val auc %s acc %.3f", result.stopped,
@@ -178,10 +194,17 @@ def evaluate_phase(run: RunDir, data: ImageData, device: torch.device) -> dict[s
     metrics["model"]["device"] = str(device)
     np.savez_compressed(run.file("predictions.npz"), **predictions)
     run.file("model_summary.txt").write_text(f"{model}\n")
+    metrics["warnings"] = result_warnings(meta, predictions)
     run.write_json("metrics.json", metrics)
+    for warning in metrics["warnings"]:
+        get_logger().warning("warning (%s): %s", warning["code"], warning["message"])
     get_logger().info("test: accuracy %.4f, AUC %s, loss %.4f", metrics["test"]["accuracy"],
                       metrics["test"]["auc"], metrics["test"]["loss"])
     return metrics
+
+
+QUICK_RESAMPLES = 200
+"""Bootstrap resamples of a report written when the budget is nearly spent."""
 
 
 # ----------------------------------------------------------------------------- driver
@@ -190,8 +213,12 @@ def evaluate_phase(run: RunDir, data: ImageData, device: torch.device) -> dict[s
 def execute(cfg: RunConfig, run: RunDir, phases: Sequence[str] = PHASES, *,
             resume: bool = False, arch: dict[str, Any] | None = None,
             budget_seconds: float | None = None, data: ImageData | None = None,
-            space: SearchSpace | None = None) -> dict[str, Any]:
+            space: SearchSpace | None = None, clock_start: float | None = None
+            ) -> dict[str, Any]:
     """Run ``phases`` in order inside the budget; returns a summary of what was done.
+
+    The budget runs from ``clock_start`` (a ``time.monotonic()`` value; the CLI passes the
+    process's start) to the written report; by default from this call.
 
     ``budget_seconds`` overrides the time this invocation may use (a resumed run by
     default gets what its original budget has left). ``data`` gives the dataset in memory
@@ -199,6 +226,7 @@ def execute(cfg: RunConfig, run: RunDir, phases: Sequence[str] = PHASES, *,
     ``space`` likewise gives the search space as an object instead of by name.
     """
     log = get_logger()
+    clock = time.monotonic() if clock_start is None else clock_start
     writer = distributed.is_writer()
     recorder = Recorder(run, is_writer=writer)
     handler = run.attach_log() if writer else None
@@ -206,6 +234,10 @@ def execute(cfg: RunConfig, run: RunDir, phases: Sequence[str] = PHASES, *,
     try:
         if distributed.is_distributed():
             check_data_parallel(cfg, phases, space, distributed.world_size())
+        # Rank 0 reads and updates the run's state; every rank follows its plan.
+        todo, states, seconds = rank0_value(lambda: _plan(cfg, run, phases, resume,
+                                                          budget_seconds))
+        budget = Budget(seconds, start=clock)
         if cfg.tensorboard and writer:
             from .report.tensorboard import start_mirror
 
@@ -214,6 +246,7 @@ def execute(cfg: RunConfig, run: RunDir, phases: Sequence[str] = PHASES, *,
         if distributed.is_distributed() and device.type == "cuda":
             device = torch.device("cuda", torch.cuda.current_device())  # this rank's GPU
         configure_threads(cfg.threads)
+        speed = MachineSpeed() if budget.seconds is not None else None
         seed_everything(cfg.seed)
         if space is None:
             saved = {"space": cfg.space, "space_options": cfg.space_options,
@@ -221,19 +254,28 @@ def execute(cfg: RunConfig, run: RunDir, phases: Sequence[str] = PHASES, *,
             space = space_of_run(run, saved) if resume else make_space(cfg.space,
                                                                        **cfg.space_options)
         data = data if data is not None else load_data(cfg)
-        # Rank 0 reads and updates the run's state; every rank follows its plan.
-        todo, states, seconds = rank0_value(lambda: _plan(cfg, run, phases, data, space, device,
-                                                      resume, budget_seconds))
-        budget = Budget(seconds)
-        reserve = (seconds or 0) * EVAL_RESERVE if "evaluate" in phases else 0.0
+        if writer:
+            _record_session(cfg, run, space, device, data, resume)
+        evaluating = "evaluate" in todo
+        loaded = data
+
+        def retrain_deadline(model: nn.Module) -> Deadline:
+            if not evaluating or budget.seconds is None:
+                return budget.deadline
+            keep = finish_seconds(model, loaded, device)
+            log.info("retrain: keeping %.1f s for evaluation and the report", keep)
+            return budget.minus(keep)
+
         summary: dict[str, Any] = {"run": str(run.path), "phases": {},
                                    "rank": distributed.rank()}
         for phase in todo:
+            deadline: Deadline | Callable[[nn.Module], Deadline]
             if phase == "search":
                 fraction = cfg.search_fraction if "retrain" in todo else 1.0
-                deadline = budget.until_fraction(fraction).earlier(budget.minus(reserve))
+                keep = REPORT_SECONDS if evaluating else 0.0
+                deadline = budget.until_fraction(fraction).earlier(budget.minus(keep))
             elif phase == "retrain":
-                deadline = budget.minus(reserve)
+                deadline = retrain_deadline
             else:
                 deadline = budget.deadline
             if phase == "evaluate" and not writer:
@@ -251,7 +293,7 @@ def execute(cfg: RunConfig, run: RunDir, phases: Sequence[str] = PHASES, *,
                         arch = rank0_value(lambda: read_architecture(run))
                     arch = space.validate(arch)
                     summary["model"] = retrain_phase(cfg, run, data, space, arch, deadline,
-                                                     device, resuming, recorder)
+                                                     device, resuming, speed, recorder)
                 else:
                     summary["metrics"] = evaluate_phase(run, data, device)
             except KeyboardInterrupt:
@@ -269,7 +311,7 @@ def execute(cfg: RunConfig, run: RunDir, phases: Sequence[str] = PHASES, *,
         if not writer:
             return summary
         if "evaluate" in todo:
-            _write_report(run)
+            _write_report(run, quick=budget.remaining() < REPORT_SECONDS)
         summary["seconds"] = budget.elapsed()
         summary["budget"] = seconds
         if run.exists("architecture.json") or run.exists("genotype.json"):
@@ -371,22 +413,11 @@ def joined_group(cfg: RunConfig) -> Iterator[None]:
         distributed.teardown()
 
 
-def _plan(cfg: RunConfig, run: RunDir, phases: Sequence[str], data: ImageData,
-          space: SearchSpace, device: torch.device, resume: bool,
+def _plan(cfg: RunConfig, run: RunDir, phases: Sequence[str], resume: bool,
           budget_seconds: float | None) -> tuple[list[str], dict[str, str | None], float | None]:
-    """Record the session in the run folder; the phases to run, their states before this
-    session, and the seconds it may use."""
+    """The phases to run, their states before this session, and the seconds it may use
+    (a killed session's time is charged first, before anything in the folder changes)."""
     states = {p: run.phase_state(p) for p in PHASES}
-    keep_source(run, cfg.space)
-    if not resume:
-        run.write_yaml("config.yaml", _resolved(cfg, space))
-    run.write_environment(cfg.seed, device)
-    if not resume or not run.exists("data.json"):
-        run.write_json("data.json", data.summary())
-    if not run.exists("samples.npz"):
-        from .report.samples import write_samples
-
-        write_samples(run.file("samples.npz"), data, seed=cfg.seed)
     todo = [p for p in phases if not (resume and states[p] == "done")]
     for phase in todo:
         if resume and states[phase] == "running":
@@ -398,6 +429,21 @@ def _plan(cfg: RunConfig, run: RunDir, phases: Sequence[str], data: ImageData,
     else:
         seconds = _budget_left(cfg, run, resume)
     return todo, states, seconds
+
+
+def _record_session(cfg: RunConfig, run: RunDir, space: SearchSpace, device: torch.device,
+                    data: ImageData, resume: bool) -> None:
+    """The session's config, environment, data summary and samples in the run folder."""
+    keep_source(run, cfg.space)
+    if not resume:
+        run.write_yaml("config.yaml", _resolved(cfg, space))
+    run.write_environment(cfg.seed, device)
+    if not resume or not run.exists("data.json"):
+        run.write_json("data.json", data.summary())
+    if not run.exists("samples.npz"):
+        from .report.samples import write_samples
+
+        write_samples(run.file("samples.npz"), data, seed=cfg.seed)
 
 
 def rank0_value(compute: Any) -> Any:
@@ -446,12 +492,14 @@ def check_data_parallel(cfg: RunConfig, phases: Sequence[str],
         "; or run it in one process")
 
 
-def _write_report(run: RunDir) -> None:
-    """report.html in the run folder; a report that cannot be written never fails the run."""
+def _write_report(run: RunDir, quick: bool = False) -> None:
+    """report.html in the run folder; a report that cannot be written never fails the run.
+    ``quick`` (the budget is nearly spent): fewer bootstrap resamples."""
     try:
         from .report import write_report
 
-        get_logger().info("report: %s", write_report(run.path))
+        n_resamples = QUICK_RESAMPLES if quick else 1000
+        get_logger().info("report: %s", write_report(run.path, n_resamples=n_resamples))
     except Exception as exc:
         get_logger().warning("report.html not written (%s: %s); retry with: autonas report %s",
                              type(exc).__name__, exc, run.path)
@@ -485,14 +533,17 @@ def _add_seconds(run: RunDir, phase: str, state: str, started: float) -> None:
 
 
 def _count_killed_session(run: RunDir, phase: str) -> None:
-    """A phase left 'running' was killed: charge its time up to its last checkpoint."""
+    """A phase left 'running' was killed: bill the time it surely ran, from its session's
+    start to its last heartbeat (written at every checkpoint; see ``RunDir.heartbeat``)."""
     entry = run.status().get(phase, {})
     start = entry.get("session_start")
-    files = [p for p in run.path.rglob("*") if p.is_file()]
-    if start is None or not files:
+    if start is None:
         return
-    last = max(p.stat().st_mtime for p in files)
-    run.set_phase(phase, "killed", seconds=entry.get("seconds", 0.0) + max(0.0, last - start))
+    last = entry.get("heartbeat", start)
+    ran = max(0.0, float(last) - float(start))
+    get_logger().info("%s was killed after %.0f s of work (to its last checkpoint); billing "
+                      "that to the budget", phase, ran)
+    run.set_phase(phase, "killed", seconds=entry.get("seconds", 0.0) + ran)
 
 
 def _remaining(deadline: Deadline) -> str:

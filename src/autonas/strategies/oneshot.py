@@ -15,6 +15,7 @@ Rows and checkpoints go through the pipeline's recorder, which writes on rank 0 
 from __future__ import annotations
 
 import math
+import time
 from abc import abstractmethod
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -31,8 +32,9 @@ from ..spaces.ops import SKIP_OPS
 from ..training import distributed
 from ..training.budget import StepTimer
 from ..training.device import to_channels_last
-from ..training.loop import NonFiniteLossError, predict_logits
+from ..training.loop import BACKWARD_FACTOR, NonFiniteLossError, predict_logits
 from ..training.losses import make_loss, resolve_class_weights
+from ..training.rng import restore_rng_state, rng_state
 from .base import SearchContext, SearchResult, Strategy
 from .collapse import check_stopping_options, collapse_stop
 from .stacking import sample_cell, stack_cells
@@ -273,7 +275,7 @@ class OneShotStrategy(Strategy):
             "scheduler": self.scheduler.state_dict(),
             "gen_w": self.gen_w.get_state(),
             "gen_a": self.gen_a.get_state(),
-            "torch_rng": torch.get_rng_state(),
+            **rng_state(),  # CPU, and CUDA where present
             "n_history": len(history),
         }
 
@@ -285,10 +287,32 @@ class OneShotStrategy(Strategy):
         self.scheduler.load_state_dict(state["scheduler"])
         self.gen_w.set_state(state["gen_w"])
         self.gen_a.set_state(state["gen_a"])
-        torch.set_rng_state(state["torch_rng"])
+        restore_rng_state(state)
         return int(state["epoch"]) + 1
 
     # -- the loop ---------------------------------------------------------------------------
+    def guess_first_costs(self, step_timer: StepTimer, eval_timer: StepTimer) -> None:
+        """Estimate the first search step and the first evaluation before taking them, from
+        one timed evaluation of a batch of validation images (eval mode; the random state is
+        restored, so a probe never changes what the search draws)."""
+        full = self.arch_eval
+        n = min(len(full[1]), self.weight_loader.batch_size)
+        if n == 0:
+            return
+        saved = rng_state()
+        try:
+            self.arch_eval = (full[0][:2], full[1][:2])
+            self.evaluate_supernet()  # untimed: first calls pay one-off costs
+            self.arch_eval = (full[0][:n], full[1][:n])
+            start = time.perf_counter()
+            self.evaluate_supernet()
+            per_image = (time.perf_counter() - start) / n
+        finally:
+            self.arch_eval = full
+            restore_rng_state(saved)
+        step_timer.guess(2 * BACKWARD_FACTOR * per_image * n)  # an arch and a weight step
+        eval_timer.guess(per_image * len(full[1]))
+
     def evaluate_supernet(self) -> tuple[float, float]:
         x, y = self.arch_eval
         weights = {t: w.detach() for t, w in self.arch_weights(self.arch, training=False).items()}
@@ -331,6 +355,8 @@ class OneShotStrategy(Strategy):
         steps = min(len(self.weight_loader), len(self.arch_loader))
         step_timer = StepTimer()
         eval_timer = StepTimer()
+        if ctx.deadline.at is not None:
+            self.guess_first_costs(step_timer, eval_timer)
         stopped = "completed"
         self.batch_share = 1.0
 

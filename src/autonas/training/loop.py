@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -111,3 +112,42 @@ def predict_logits(model: nn.Module, x: torch.Tensor, *, normalizer: Normalizer 
 
 def predict_proba(model: nn.Module, x: torch.Tensor, **kwargs) -> np.ndarray:
     return predict_logits(model, x, **kwargs).softmax(dim=1).numpy()
+
+
+BACKWARD_FACTOR = 3.0
+"""A training step costs about this many forward passes (forward + backward + update)."""
+
+
+def probe_forward_seconds(model: nn.Module, x: torch.Tensor, *, normalizer: Normalizer | None,
+                          device: torch.device,
+                          forward: Callable[[torch.Tensor], torch.Tensor] | None = None,
+                          warmup: bool = True) -> float:
+    """Seconds per image of one timed eval-mode forward pass over ``x`` (one batch), after an
+    untimed pass over two images (first calls pay one-off costs a step would not repeat).
+
+    Used to estimate a phase's first training step and first evaluation *before* taking
+    them. Eval mode and no gradients: the model's weights, batch-norm statistics and every
+    random generator are left as they were, so a probe never changes what training does.
+    """
+    if x.shape[0] == 0:
+        return 0.0
+    if warmup:
+        predict_logits(model, x[:2], normalizer=normalizer, device=device, forward=forward)
+    start = time.perf_counter()
+    predict_logits(model, x, normalizer=normalizer, device=device, batch_size=x.shape[0],
+                   forward=forward)
+    return (time.perf_counter() - start) / x.shape[0]
+
+
+PROFILE_FORWARDS = 40
+"""What ``profile_model`` costs in batch-of-one forward passes (3 warm-up and 20 timed
+latency runs, the FLOP count's slower traced pass), with margin."""
+
+
+def profile_seconds(model: nn.Module, input_shape: tuple[int, ...],
+                    device: torch.device | None = None) -> float:
+    """Expected seconds of ``profile_model`` on ``model``, from one timed batch-of-one forward
+    pass (after one untimed warm-up), so profiling can be checked against a deadline."""
+    device = device or next(model.parameters()).device
+    x = torch.zeros(1, *input_shape)
+    return PROFILE_FORWARDS * probe_forward_seconds(model, x, normalizer=None, device=device)
