@@ -20,8 +20,17 @@ from rich.table import Table
 from .config import RunConfig, check_search_options
 from .data.validate import check_train_counts
 from .errors import AutonasError, ConfigError
-from .pipeline import RunInterrupted, execute, load_data
+from .pipeline import (
+    RunInterrupted,
+    check_data_parallel,
+    execute,
+    execute_data_parallel,
+    joined_group,
+    load_data,
+    rank0_value,
+)
 from .run import RunDir
+from .training import distributed
 from .training.budget import parse_duration, process_start
 from .ui import console, setup_console_logging
 
@@ -77,6 +86,11 @@ Loss = Annotated[str | None, typer.Option("--loss", help="Loss of the search and
                                           "retraining: ce (cross-entropy) or focal (focal "
                                           "loss, gamma train.focal_gamma) (default: ce).",
                                           show_default=False)]
+Ddp = Annotated[int | None, typer.Option("--ddp", help="Data-parallel: run the search and "
+                                        "retraining on N local processes (gloo on CPU, NCCL "
+                                        "on GPUs); the global batch is split across them. "
+                                        "Under torchrun, leave it out.",
+                                        show_default=False)]
 ClassWeights = Annotated[str | None, typer.Option("--class-weights", help="none, or auto: "
                                                   "weight each class by its inverse training "
                                                   "frequency, in the search and retraining "
@@ -187,31 +201,41 @@ def _run_name(cfg: RunConfig) -> str:
 
 def _execute(cfg: RunConfig | None, phases: Sequence[str], *, out: Path | None,
              resume: Path | None, budget: str | None, device: str | None = None,
-             arch: dict[str, Any] | None = None) -> dict[str, Any]:
+             arch: dict[str, Any] | None = None, ddp: int | None = None) -> dict[str, Any]:
     setup_console_logging()
     try:
         with warnings_on_console():
+            options: dict[str, Any] = {"arch": arch, "clock_start": command_clock()}
+            if ddp is not None:
+                distributed.check_world_size(ddp)
+                if distributed.env_world_size() > 1:
+                    raise ConfigError("--ddp launches its own processes; under torchrun leave "
+                                      "it out (torchrun --nproc-per-node N -m autonas ...)")
             if resume is not None:
                 run = RunDir.open(resume)
                 cfg = RunConfig.from_dict(run.read_yaml("config.yaml"))
                 if device is not None:
                     cfg.device = device
-                seconds = parse_duration(budget) if budget is not None else None
-                return execute(cfg, run, phases, resume=True, arch=arch,
-                               budget_seconds=seconds, clock_start=command_clock())
+                options.update(resume=True, budget_seconds=(
+                    parse_duration(budget) if budget is not None else None))
+                return _launch(cfg, run, phases, ddp, options)
             assert cfg is not None
-            check_out(out)
-            data = load_data(cfg)  # bad data fails here, before a run folder exists
-            if "search" in phases:
-                check_train_counts(data.train_y, data.n_classes, data.name)
-            existed = out is not None and out.exists()
-            run = create_run_dir(out, _run_name(cfg))
-            try:
-                return execute(cfg, run, phases, arch=arch, data=data,
-                               clock_start=command_clock())
-            except AutonasError:
-                discard_unstarted_run(run, keep_folder=existed)
-                raise
+            if ddp is not None:
+                check_data_parallel(cfg, phases, processes=ddp)  # before the folder exists
+            with joined_group(cfg):  # a torchrun rank joins here
+                data = load_data(cfg)  # bad data fails here, before a run folder exists
+                if "search" in phases:
+                    check_train_counts(data.train_y, data.n_classes, data.name)
+                existed = out is not None and out.exists()
+                run = RunDir(rank0_value(lambda: _new_run_folder(out, cfg)))
+                if ddp is None:
+                    options["data"] = data  # the ranks of --ddp load their own copy
+                try:
+                    return _launch(cfg, run, phases, ddp, options)
+                except AutonasError:
+                    if distributed.is_writer():
+                        discard_unstarted_run(run, keep_folder=existed)
+                    raise
     except RunInterrupted as stop:
         console.print(f"\n[yellow]{stop.phase} interrupted.[/] Everything up to the last "
                       f"finished epoch is saved in {stop.run.path}.\nContinue with: "
@@ -233,6 +257,20 @@ def warnings_on_console() -> Iterator[None]:
 
         warnings.showwarning = show
         yield
+
+
+def _launch(cfg: RunConfig, run: RunDir, phases: Sequence[str], ddp: int | None,
+            options: dict[str, Any]) -> dict[str, Any]:
+    """The phases in this process (one rank under torchrun), or on ``ddp`` local ranks."""
+    if ddp is not None:
+        return execute_data_parallel(cfg, run, phases, ddp, **options)
+    with joined_group(cfg):
+        return execute(cfg, run, phases, **options)
+
+
+def _new_run_folder(out: Path | None, cfg: RunConfig) -> str:
+    check_out(out)
+    return str(create_run_dir(out, _run_name(cfg)).path)
 
 
 def check_out(out: Path | None) -> None:
@@ -280,7 +318,7 @@ def discard_unstarted_run(run: RunDir, *, keep_folder: bool) -> None:
             child.unlink(missing_ok=True)
 
 
-RESUME_KEEPS = ("resume", "budget", "device")
+RESUME_KEEPS = ("resume", "budget", "device", "ddp")
 """What --resume may be given with: the rest of a run's settings live in its config.yaml."""
 
 
@@ -298,9 +336,9 @@ def refuse_settings_on_resume(ctx: typer.Context, resume: Path | None) -> None:
                   if param.name not in RESUME_KEEPS and given(ctx, param.name)]
     if given_here:
         _fail(f"--resume continues {resume} with the settings in its config.yaml, so "
-              f"{', '.join(given_here)} would be ignored: leave them out (only --budget and "
-              f"--device apply), or edit {resume / 'config.yaml'} first (its search section "
-              "holds max_trials, epochs and the strategy's other options)")
+              f"{', '.join(given_here)} would be ignored: leave them out (only --budget, "
+              f"--device and --ddp apply), or edit {resume / 'config.yaml'} first (its "
+              "search section holds max_trials, epochs and the strategy's other options)")
 
 
 def phases_command(phases: Sequence[str]) -> str:
@@ -419,6 +457,7 @@ def run(
     tensorboard: TensorBoardFlag = False,
     loss: Loss = None,
     class_weights: ClassWeights = None,
+    ddp: Ddp = None,
 ) -> None:
     """Search an architecture, retrain it and evaluate it on the test split."""
     refuse_settings_on_resume(ctx, resume)
@@ -440,8 +479,9 @@ def run(
             cfg.source = source
             cfg.dataset = str(source.get("path") or source.get("csv"))
     summary = _execute(cfg, ("search", "retrain", "evaluate"), out=out, resume=resume,
-                       budget=budget, device=device if given(ctx, "device") else None)
-    print_summary(summary)
+                       budget=budget, device=device if given(ctx, "device") else None, ddp=ddp)
+    if summary.get("rank", 0) == 0:
+        print_summary(summary)
 
 
 @app.command()
@@ -466,6 +506,7 @@ def search(
     tensorboard: TensorBoardFlag = False,
     loss: Loss = None,
     class_weights: ClassWeights = None,
+    ddp: Ddp = None,
 ) -> None:
     """Search only: writes genotype.json (retrain it with `autonas train`)."""
     refuse_settings_on_resume(ctx, resume)
@@ -479,8 +520,9 @@ def search(
         if tensorboard:
             _enable_tensorboard(cfg)
     summary = _execute(cfg, ("search",), out=out, resume=resume, budget=budget,
-                       device=device if given(ctx, "device") else None)
-    print_summary(summary)
+                       device=device if given(ctx, "device") else None, ddp=ddp)
+    if summary.get("rank", 0) == 0:
+        print_summary(summary)
 
 
 @app.command()
@@ -507,6 +549,7 @@ def train(
     set_: Sets = None,
     loss: Loss = None,
     class_weights: ClassWeights = None,
+    ddp: Ddp = None,
 ) -> None:
     """Train the network an architecture describes (select by validation AUC)."""
     arch_dict = None
@@ -526,7 +569,9 @@ def train(
                               retrain_epochs=retrain_epochs, seed=seed, device=device, sets=set_,
                               loss=loss, class_weights=class_weights, check_search=False)
     summary = _execute(cfg, ("retrain",), out=out, resume=resume, arch=arch_dict,
-                       budget=budget)
+                       budget=budget, ddp=ddp)
+    if summary.get("rank", 0) != 0:
+        return
     if arch_dict is not None and resume is None and cfg is not None:
         from .pipeline import write_architecture
         from .spaces import make_space
