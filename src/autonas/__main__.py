@@ -1,4 +1,4 @@
-"""`python -m autonas`: the `autonas` command."""
+"""`python -m autonas`: the `autonas` command (what torchrun's ``-m autonas`` starts)."""
 
 from .cli import main
 

@@ -20,8 +20,17 @@ from rich.table import Table
 from .config import RunConfig, check_search_options
 from .data.validate import check_train_counts
 from .errors import AutonasError, ConfigError
-from .pipeline import RunInterrupted, execute, load_data
+from .pipeline import (
+    RunInterrupted,
+    check_data_parallel,
+    execute,
+    execute_data_parallel,
+    joined_group,
+    load_data,
+    rank0_value,
+)
 from .run import RunDir
+from .training import distributed
 from .training.budget import parse_duration, process_start
 from .ui import console, setup_console_logging
 
@@ -68,6 +77,11 @@ StorageUrl = Annotated[str | None, typer.Option("--storage", help="Multi-trial s
                                                 "Optuna storage URL, e.g. postgresql://user:"
                                                 "pass@host/db (default: SQLite in the run "
                                                 "folder).", show_default=False)]
+Workers = Annotated[int | None, typer.Option("--workers", help="Multi-trial strategies: "
+                                            "worker processes to start on this machine, "
+                                            "sharing the study (more than one needs a "
+                                            "PostgreSQL --storage; other machines join with "
+                                            "`autonas worker`).", show_default=False)]
 Loss = Annotated[str | None, typer.Option("--loss", help="Loss of the search and of "
                                           "retraining: ce (cross-entropy), focal (focal "
                                           "loss, gamma train.focal_gamma) or coral (ordinal "
@@ -75,6 +89,11 @@ Loss = Annotated[str | None, typer.Option("--loss", help="Loss of the search and
                                           "ce) (default: ce; multi-label data: binary "
                                           "cross-entropy per label).",
                                           show_default=False)]
+Ddp = Annotated[int | None, typer.Option("--ddp", help="Data-parallel: run the search and "
+                                        "retraining on N local processes (gloo on CPU, NCCL "
+                                        "on GPUs); the global batch is split across them. "
+                                        "Under torchrun, leave it out.",
+                                        show_default=False)]
 ClassWeights = Annotated[str | None, typer.Option("--class-weights", help="none, or auto: "
                                                   "weight each class by its inverse training "
                                                   "frequency, in the search and retraining "
@@ -114,7 +133,7 @@ def build_config(*, config: Path | None, dataset: str | None, data: Path | None,
                  device: str | None, sets: Sequence[str] | None,
                  max_trials: int | None = None, storage: str | None = None,
                  loss: str | None = None, class_weights: str | None = None,
-                 check_search: bool = True) -> RunConfig:
+                 workers: int | None = None, check_search: bool = True) -> RunConfig:
     """The run's config from defaults, --config, flags and --set, every value type-checked
     (the strategy's own options too, unless ``check_search`` is off: no search runs)."""
     d: dict[str, Any] = RunConfig().to_dict()
@@ -136,7 +155,8 @@ def build_config(*, config: Path | None, dataset: str | None, data: Path | None,
     if retrain_epochs is not None:
         d["train"] = {**d.get("train", {}), "epochs": retrain_epochs}
     # Only when given: one-shot strategies have no such options and must say so.
-    for key, value in (("max_trials", max_trials), ("storage", storage)):
+    for key, value in (("max_trials", max_trials), ("storage", storage),
+                       ("workers", workers)):
         if value is not None:
             d["search"] = {**d.get("search", {}), key: value}
     _apply_losses(d, loss, class_weights)
@@ -184,31 +204,41 @@ def _run_name(cfg: RunConfig) -> str:
 
 def _execute(cfg: RunConfig | None, phases: Sequence[str], *, out: Path | None,
              resume: Path | None, budget: str | None, device: str | None = None,
-             arch: dict[str, Any] | None = None) -> dict[str, Any]:
+             arch: dict[str, Any] | None = None, ddp: int | None = None) -> dict[str, Any]:
     setup_console_logging()
     try:
         with warnings_on_console():
+            options: dict[str, Any] = {"arch": arch, "clock_start": command_clock()}
+            if ddp is not None:
+                distributed.check_world_size(ddp)
+                if distributed.env_world_size() > 1:
+                    raise ConfigError("--ddp launches its own processes; under torchrun leave "
+                                      "it out (torchrun --nproc-per-node N -m autonas ...)")
             if resume is not None:
                 run = RunDir.open(resume)
                 cfg = RunConfig.from_dict(run.read_yaml("config.yaml"))
                 if device is not None:
                     cfg.device = device
-                seconds = parse_duration(budget) if budget is not None else None
-                return execute(cfg, run, phases, resume=True, arch=arch,
-                               budget_seconds=seconds, clock_start=command_clock())
+                options.update(resume=True, budget_seconds=(
+                    parse_duration(budget) if budget is not None else None))
+                return _launch(cfg, run, phases, ddp, options)
             assert cfg is not None
-            check_out(out)
-            data = load_data(cfg)  # bad data fails here, before a run folder exists
-            if "search" in phases:
-                check_train_counts(data.train_y, data.n_classes, data.name)
-            existed = out is not None and out.exists()
-            run = create_run_dir(out, _run_name(cfg))
-            try:
-                return execute(cfg, run, phases, arch=arch, data=data,
-                               clock_start=command_clock())
-            except AutonasError:
-                discard_unstarted_run(run, keep_folder=existed)
-                raise
+            if ddp is not None:
+                check_data_parallel(cfg, phases, processes=ddp)  # before the folder exists
+            with joined_group(cfg):  # a torchrun rank joins here
+                data = load_data(cfg)  # bad data fails here, before a run folder exists
+                if "search" in phases:
+                    check_train_counts(data.train_y, data.n_classes, data.name)
+                existed = out is not None and out.exists()
+                run = RunDir(rank0_value(lambda: _new_run_folder(out, cfg)))
+                if ddp is None:
+                    options["data"] = data  # the ranks of --ddp load their own copy
+                try:
+                    return _launch(cfg, run, phases, ddp, options)
+                except AutonasError:
+                    if distributed.is_writer():
+                        discard_unstarted_run(run, keep_folder=existed)
+                    raise
     except RunInterrupted as stop:
         console.print(f"\n[yellow]{stop.phase} interrupted.[/] Everything up to the last "
                       f"finished epoch is saved in {stop.run.path}.\nContinue with: "
@@ -230,6 +260,20 @@ def warnings_on_console() -> Iterator[None]:
 
         warnings.showwarning = show
         yield
+
+
+def _launch(cfg: RunConfig, run: RunDir, phases: Sequence[str], ddp: int | None,
+            options: dict[str, Any]) -> dict[str, Any]:
+    """The phases in this process (one rank under torchrun), or on ``ddp`` local ranks."""
+    if ddp is not None:
+        return execute_data_parallel(cfg, run, phases, ddp, **options)
+    with joined_group(cfg):
+        return execute(cfg, run, phases, **options)
+
+
+def _new_run_folder(out: Path | None, cfg: RunConfig) -> str:
+    check_out(out)
+    return str(create_run_dir(out, _run_name(cfg)).path)
 
 
 def check_out(out: Path | None) -> None:
@@ -277,7 +321,7 @@ def discard_unstarted_run(run: RunDir, *, keep_folder: bool) -> None:
             child.unlink(missing_ok=True)
 
 
-RESUME_KEEPS = ("resume", "budget", "device")
+RESUME_KEEPS = ("resume", "budget", "device", "ddp")
 """What --resume may be given with: the rest of a run's settings live in its config.yaml."""
 
 
@@ -295,9 +339,9 @@ def refuse_settings_on_resume(ctx: typer.Context, resume: Path | None) -> None:
                   if param.name not in RESUME_KEEPS and given(ctx, param.name)]
     if given_here:
         _fail(f"--resume continues {resume} with the settings in its config.yaml, so "
-              f"{', '.join(given_here)} would be ignored: leave them out (only --budget and "
-              f"--device apply), or edit {resume / 'config.yaml'} first (its search section "
-              "holds max_trials, epochs and the strategy's other options)")
+              f"{', '.join(given_here)} would be ignored: leave them out (only --budget, "
+              f"--device and --ddp apply), or edit {resume / 'config.yaml'} first (its "
+              "search section holds max_trials, epochs and the strategy's other options)")
 
 
 def phases_command(phases: Sequence[str]) -> str:
@@ -412,9 +456,11 @@ def run(
     grayscale: Grayscale = None,
     max_trials: MaxTrials = None,
     storage: StorageUrl = None,
+    workers: Workers = None,
     tensorboard: TensorBoardFlag = False,
     loss: Loss = None,
     class_weights: ClassWeights = None,
+    ddp: Ddp = None,
 ) -> None:
     """Search an architecture, retrain it and evaluate it on the test split."""
     refuse_settings_on_resume(ctx, resume)
@@ -424,7 +470,7 @@ def run(
                               strategy=strategy, budget=budget, epochs=epochs, space=space,
                               retrain_epochs=retrain_epochs, seed=seed, device=device, sets=set_,
                               max_trials=max_trials, storage=storage, loss=loss,
-                              class_weights=class_weights)
+                              class_weights=class_weights, workers=workers)
         if tensorboard:
             _enable_tensorboard(cfg)
         try:
@@ -436,8 +482,9 @@ def run(
             cfg.source = source
             cfg.dataset = str(source.get("path") or source.get("csv"))
     summary = _execute(cfg, ("search", "retrain", "evaluate"), out=out, resume=resume,
-                       budget=budget, device=device if given(ctx, "device") else None)
-    print_summary(summary)
+                       budget=budget, device=device if given(ctx, "device") else None, ddp=ddp)
+    if summary.get("rank", 0) == 0:
+        print_summary(summary)
 
 
 @app.command()
@@ -458,9 +505,11 @@ def search(
     set_: Sets = None,
     max_trials: MaxTrials = None,
     storage: StorageUrl = None,
+    workers: Workers = None,
     tensorboard: TensorBoardFlag = False,
     loss: Loss = None,
     class_weights: ClassWeights = None,
+    ddp: Ddp = None,
 ) -> None:
     """Search only: writes genotype.json (retrain it with `autonas train`)."""
     refuse_settings_on_resume(ctx, resume)
@@ -470,12 +519,13 @@ def search(
                               strategy=strategy, budget=budget, epochs=epochs, space=space,
                               retrain_epochs=None, seed=seed, device=device, sets=set_,
                               max_trials=max_trials, storage=storage, loss=loss,
-                              class_weights=class_weights)
+                              class_weights=class_weights, workers=workers)
         if tensorboard:
             _enable_tensorboard(cfg)
     summary = _execute(cfg, ("search",), out=out, resume=resume, budget=budget,
-                       device=device if given(ctx, "device") else None)
-    print_summary(summary)
+                       device=device if given(ctx, "device") else None, ddp=ddp)
+    if summary.get("rank", 0) == 0:
+        print_summary(summary)
 
 
 @app.command()
@@ -502,6 +552,7 @@ def train(
     set_: Sets = None,
     loss: Loss = None,
     class_weights: ClassWeights = None,
+    ddp: Ddp = None,
 ) -> None:
     """Train the network an architecture describes (select by validation AUC)."""
     arch_dict = None
@@ -521,7 +572,9 @@ def train(
                               retrain_epochs=retrain_epochs, seed=seed, device=device, sets=set_,
                               loss=loss, class_weights=class_weights, check_search=False)
     summary = _execute(cfg, ("retrain",), out=out, resume=resume, arch=arch_dict,
-                       budget=budget)
+                       budget=budget, ddp=ddp)
+    if summary.get("rank", 0) != 0:
+        return
     if arch_dict is not None and resume is None and cfg is not None:
         from .pipeline import write_architecture
         from .spaces import make_space
@@ -625,6 +678,32 @@ def tune(
     if not retrain:
         console.print(f"Retrain with: autonas train --arch {run_dir}/architecture.json "
                       f"--config {summary['best_yaml']} (add the data options of the run)")
+
+
+@app.command()
+def worker(
+    storage: Annotated[str, typer.Option("--storage", help="The study's storage URL, e.g. "
+                                         "postgresql://user:pass@host/db.")],
+    study: Annotated[str, typer.Option("--study", help="The study name (the run folder's "
+                                       "name, or search.study_name).")],
+    device: Device = "auto",
+    wait: Annotated[float, typer.Option("--wait", help="Seconds to wait for the coordinator "
+                                        "to create the study (workers may start first).")]
+    = 120.0,
+) -> None:
+    """Join a running multi-trial search as one more worker (any machine that reaches the
+    database and the data); it runs trials until the search is over."""
+    from .trials.workers import join
+
+    setup_console_logging()
+    try:
+        summary = join(storage, study, device=device, wait=wait)
+    except AutonasError as exc:
+        _fail(str(exc))
+    except KeyboardInterrupt:
+        console.print("\n[yellow]worker stopped.[/] Its trial is re-run by another worker.")
+        raise typer.Exit(130) from None
+    console.print(f"worker done: {summary['trials']} trials here; search {summary['stopped']}")
 
 
 @app.command("export")

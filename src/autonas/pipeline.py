@@ -3,12 +3,20 @@
 Each phase records its state in ``status.json``; a resumed run skips finished phases and
 continues the unfinished one from its last checkpoint. The CLI and the Python API both
 call :func:`execute`.
+
+In a data-parallel run (torchrun, or ``--ddp N``: one process per rank, the process group
+joined before :func:`execute`), every rank runs the search and the retraining on its
+shard of each batch; only rank 0 writes the run folder (through its :class:`Recorder`),
+evaluates and writes the report.
 """
 
 from __future__ import annotations
 
+import logging
+import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict
 from typing import Any
 
@@ -19,13 +27,15 @@ from torch import nn
 from .config import RunConfig
 from .data import ImageData, Normalizer, load_dataset
 from .errors import ConfigError
+from .recorder import Recorder
 from .result_checks import result_warnings
-from .run import RunDir, detach_log, get_logger
+from .run import LOGGER_NAME, RunDir, detach_log, get_logger
 from .spaces import BuildSpec, SearchSpace, make_space
 from .spaces.base import build_network
 from .spaces.darts import DartsSpace
 from .spaces.user_source import keep_source, source_fields, space_of_run
-from .strategies import SearchContext, make_strategy
+from .strategies import SearchContext, available_strategies, make_strategy
+from .training import distributed
 from .training.budget import Budget, Deadline
 from .training.device import configure_threads, resolve_device, seed_everything, to_channels_last
 from .training.loop import predict_proba
@@ -117,8 +127,10 @@ def search_side(cfg: RunConfig, data: ImageData, device: torch.device) -> int:
 
 
 def search_phase(cfg: RunConfig, run: RunDir, data: ImageData, space: SearchSpace,
-                 deadline: Deadline, device: torch.device, resume: bool) -> dict[str, Any]:
+                 deadline: Deadline, device: torch.device, resume: bool,
+                 recorder: Recorder | None = None) -> dict[str, Any]:
     log = get_logger()
+    recorder = recorder or Recorder(run)
     side = search_side(cfg, data, device)
     if side != data.image_size[0]:
         log.info("search: at %d px (the data is %d px; retraining uses the full size)",
@@ -129,8 +141,12 @@ def search_phase(cfg: RunConfig, run: RunDir, data: ImageData, space: SearchSpac
              len(data.train_y), _remaining(deadline))
     result = strategy.search(SearchContext(data=data, space=space, run=run, deadline=deadline,
                                            device=device, seed=cfg.seed, resume=resume,
-                                           target=build_spec(cfg, data)))
-    arch = space.validate(result.architecture)
+                                           target=build_spec(cfg, data),
+                                           config=_resolved(cfg, space), recorder=recorder))
+    # rank 0's architecture is the run's (a time-bound selection may differ across ranks)
+    arch = distributed.broadcast_value(space.validate(result.architecture))
+    if not recorder.is_writer:
+        return arch
     run.write_json("search/result.json", {
         "strategy": cfg.strategy, "stopped": result.stopped, "epochs": result.epochs,
         "architecture": arch, "image_size": side, **result.extra,
@@ -145,11 +161,14 @@ def search_phase(cfg: RunConfig, run: RunDir, data: ImageData, space: SearchSpac
 def retrain_phase(cfg: RunConfig, run: RunDir, data: ImageData, space: SearchSpace,
                   arch: dict[str, Any], deadline: Deadline | Callable[[nn.Module], Deadline],
                   device: torch.device, resume: bool,
-                  speed: MachineSpeed | None = None, on_epoch: Any = None) -> dict[str, Any]:
+                  speed: MachineSpeed | None = None,
+                  recorder: Recorder | None = None, on_epoch: Any = None) -> dict[str, Any]:
     """``deadline`` may be a function of the built network (to keep the time its
     evaluation will take); ``speed`` holds the machine's speed at the run's start;
+    ``recorder`` writes the rows and checkpoints (rank 0's only, in a data-parallel run);
     ``on_epoch(epoch, record)`` is called after every epoch (see ``fit``)."""
     log = get_logger()
+    recorder = recorder or Recorder(run)
     seed_everything(cfg.seed)
     spec = build_spec(cfg, data)
     model = to_channels_last(build_network(space, arch, spec).to(device))
@@ -160,11 +179,12 @@ def retrain_phase(cfg: RunConfig, run: RunDir, data: ImageData, space: SearchSpa
     normalizer = Normalizer.fit(data.train_x)
     result = fit(model, data, cfg.train, deadline=deadline, device=device, seed=cfg.seed, run=run,
                  prefix="retrain", normalizer=normalizer, resume=resume,
-                 machine=speed.slowdown if speed is not None else None, on_epoch=on_epoch)
+                 machine=speed.slowdown if speed is not None else None, recorder=recorder,
+                 on_epoch=on_epoch)
     if result.state_dict is None:
         raise ConfigError("the budget ended before the first training epoch finished; "
                           "give the run a larger --budget")
-    run.save_state("model.pt", result.state_dict)
+    recorder.checkpoint("model.pt", result.state_dict)
     info = {
         "space": cfg.space, "space_options": space.options(), "arch": arch,
         **source_fields(run, cfg.space),
@@ -175,7 +195,7 @@ def retrain_phase(cfg: RunConfig, run: RunDir, data: ImageData, space: SearchSpa
         "first_plan": result.first_plan, "slowdown": result.slowdown,
         "replans": result.replans, "start_slowdown": result.start_slowdown,
     }
-    run.write_json("model.json", info)
+    recorder.write_json("model.json", info)
     log.info("retrain finished (%s): best epoch %d of %d, val auc %s acc %.3f", result.stopped,
              result.best_epoch + 1, result.epochs, result.best_metrics.get("auc"),
              result.best_metrics.get("accuracy", float("nan")))
@@ -242,25 +262,24 @@ def execute(cfg: RunConfig, run: RunDir, phases: Sequence[str] = PHASES, *,
     """
     log = get_logger()
     clock = time.monotonic() if clock_start is None else clock_start
-    handler = run.attach_log()
+    writer = distributed.is_writer()
+    recorder = Recorder(run, is_writer=writer)
+    handler = run.attach_log() if writer else None
     mirror = None
     try:
-        todo = [p for p in phases if not (resume and run.phase_state(p) == "done")]
-        for phase in todo:  # before anything in the run folder is rewritten
-            if resume and run.phase_state(phase) == "running":
-                _count_killed_session(run, phase)
-        if budget_seconds is not None:
-            seconds = budget_seconds
-        elif set(todo) <= {"evaluate"}:
-            seconds = None  # evaluation alone is quick and must not be refused for lack of time
-        else:
-            seconds = _budget_left(cfg, run, resume)
+        if distributed.is_distributed():
+            check_data_parallel(cfg, phases, space, distributed.world_size())
+        # Rank 0 reads and updates the run's state; every rank follows its plan.
+        todo, states, seconds = rank0_value(lambda: _plan(cfg, run, phases, resume,
+                                                          budget_seconds))
         budget = Budget(seconds, start=clock)
-        if cfg.tensorboard:
+        if cfg.tensorboard and writer:
             from .report.tensorboard import start_mirror
 
             mirror = start_mirror(run.path)
         device = resolve_device(cfg.device)
+        if distributed.is_distributed() and device.type == "cuda":
+            device = torch.device("cuda", torch.cuda.current_device())  # this rank's GPU
         configure_threads(cfg.threads)
         speed = MachineSpeed() if budget.seconds is not None else None
         seed_everything(cfg.seed)
@@ -269,17 +288,9 @@ def execute(cfg: RunConfig, run: RunDir, phases: Sequence[str] = PHASES, *,
                      **source_fields(run, cfg.space)}
             space = space_of_run(run, saved) if resume else make_space(cfg.space,
                                                                        **cfg.space_options)
-        keep_source(run, cfg.space)
-        if not resume:
-            run.write_yaml("config.yaml", _resolved(cfg, space))
-        run.write_environment(cfg.seed, device)
         data = data if data is not None else load_data(cfg)
-        if not resume or not run.exists("data.json"):
-            run.write_json("data.json", data.summary())
-        if not run.exists("samples.npz"):
-            from .report.samples import write_samples
-
-            write_samples(run.file("samples.npz"), data, seed=cfg.seed)
+        if writer:
+            _record_session(cfg, run, space, device, data, resume)
         evaluating = "evaluate" in todo
         loaded = data
 
@@ -290,7 +301,8 @@ def execute(cfg: RunConfig, run: RunDir, phases: Sequence[str] = PHASES, *,
             log.info("retrain: keeping %.1f s for evaluation and the report", keep)
             return budget.minus(keep)
 
-        summary: dict[str, Any] = {"run": str(run.path), "phases": {}}
+        summary: dict[str, Any] = {"run": str(run.path), "phases": {},
+                                   "rank": distributed.rank()}
         for phase in todo:
             deadline: Deadline | Callable[[nn.Module], Deadline]
             if phase == "search":
@@ -301,27 +313,39 @@ def execute(cfg: RunConfig, run: RunDir, phases: Sequence[str] = PHASES, *,
                 deadline = retrain_deadline
             else:
                 deadline = budget.deadline
-            resuming = resume and run.phase_state(phase) is not None
+            if phase == "evaluate" and not writer:
+                break  # evaluation and the report are rank 0's
+            resuming = resume and states[phase] is not None
             started = time.monotonic()
-            run.set_phase(phase, "running", session_start=time.time())
+            if writer:
+                run.set_phase(phase, "running", session_start=time.time())
             try:
                 if phase == "search":
-                    arch = search_phase(cfg, run, data, space, deadline, device, resuming)
+                    arch = search_phase(cfg, run, data, space, deadline, device, resuming,
+                                        recorder)
                 elif phase == "retrain":
-                    arch = space.validate(arch if arch is not None else read_architecture(run))
+                    if arch is None:
+                        arch = rank0_value(lambda: read_architecture(run))
+                    arch = space.validate(arch)
                     summary["model"] = retrain_phase(cfg, run, data, space, arch, deadline,
-                                                     device, resuming, speed,
+                                                     device, resuming, speed, recorder,
                                                      on_epoch=on_epoch)
                 else:
                     summary["metrics"] = evaluate_phase(run, data, device)
             except KeyboardInterrupt:
-                _add_seconds(run, phase, "interrupted", started)
+                if writer:
+                    _add_seconds(run, phase, "interrupted", started)
                 raise RunInterrupted(run, phase) from None
             except BaseException:
-                _add_seconds(run, phase, "failed", started)
+                if writer:
+                    _add_seconds(run, phase, "failed", started)
                 raise
+            if not writer:
+                continue
             _add_seconds(run, phase, "done", started)
             summary["phases"][phase] = run.status()[phase]
+        if not writer:
+            return summary
         if "evaluate" in todo:
             _write_report(run, quick=budget.remaining() < REPORT_SECONDS)
         summary["seconds"] = budget.elapsed()
@@ -337,7 +361,171 @@ def execute(cfg: RunConfig, run: RunDir, phases: Sequence[str] = PHASES, *,
     finally:
         if mirror is not None:
             mirror.close()
-        detach_log(handler)
+        if handler is not None:
+            detach_log(handler)
+
+
+# ----------------------------------------------------------------------------- data-parallel
+
+
+def execute_data_parallel(cfg: RunConfig, run: RunDir, phases: Sequence[str], nprocs: int,
+                          **options: Any) -> dict[str, Any]:
+    """:func:`execute` on ``nprocs`` local processes joined in one process group (gloo on
+    CPU, NCCL on GPUs); returns rank 0's summary. ``options`` are :func:`execute`'s."""
+    import multiprocessing
+
+    distributed.check_world_size(nprocs)
+    if nprocs == 1:
+        return execute(cfg, run, phases, **options)
+    check_data_parallel(cfg, phases, processes=nprocs)
+    threads = cfg.threads or int(os.environ.get("AUTONAS_THREADS", 0)) or max(
+        1, (os.cpu_count() or 1) // nprocs)
+    results = multiprocessing.get_context("spawn").SimpleQueue()
+    try:
+        distributed.launch_local(_rank_main, nprocs, (cfg, str(run.path), tuple(phases),
+                                                      options, results), threads=threads)
+    except KeyboardInterrupt:
+        raise RunInterrupted(run, _mark_interrupted(run)) from None
+    except Exception:
+        outcome = results.get() if not results.empty() else None
+        if outcome is not None and outcome[0] == "error":
+            raise ConfigError(outcome[1]) from None
+        if outcome is not None and outcome[0] == "interrupted":
+            raise RunInterrupted(run, outcome[1]) from None
+        raise
+    outcome = results.get() if not results.empty() else ("error", "rank 0 returned nothing")
+    if outcome[0] != "ok":
+        raise ConfigError(outcome[1])
+    return outcome[1]
+
+
+def _mark_interrupted(run: RunDir) -> str:
+    """The phase a Ctrl-C stopped (marked ``interrupted``, its time charged up to its last
+    checkpoint as for a killed session)."""
+    for phase, entry in run.status().items():
+        if entry.get("state") in ("running", "interrupted", "failed"):
+            if entry.get("state") == "running":
+                _count_killed_session(run, phase)
+            run.set_phase(phase, "interrupted")
+            return phase
+    return "run"
+
+
+def _rank_main(rank: int, cfg: RunConfig, path: str, phases: tuple[str, ...],
+               options: dict[str, Any], results: Any) -> None:
+    """One rank of :func:`execute_data_parallel` (a spawned process)."""
+    from .errors import AutonasError
+    from .ui import setup_console_logging
+
+    if rank == 0:
+        setup_console_logging()
+    with joined_group(cfg):
+        try:
+            summary = execute(cfg, RunDir(path), phases, **options)
+        except RunInterrupted as stop:
+            if rank == 0:
+                results.put(("interrupted", stop.phase))
+            raise SystemExit(130) from None
+        except AutonasError as exc:
+            results.put(("error", str(exc)))
+            raise SystemExit(2) from None
+        if rank == 0:
+            results.put(("ok", summary))
+
+
+@contextmanager
+def joined_group(cfg: RunConfig) -> Iterator[None]:
+    """Join the process group the environment describes (torchrun, ``--ddp``) for the
+    block, if there is one; ranks other than 0 log warnings only."""
+    if distributed.env_world_size() <= 1 or distributed.is_distributed():
+        yield
+        return
+    distributed.init_from_env(resolve_device(cfg.device))
+    if not distributed.is_writer():
+        logging.getLogger(LOGGER_NAME).setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        distributed.teardown()
+
+
+def _plan(cfg: RunConfig, run: RunDir, phases: Sequence[str], resume: bool,
+          budget_seconds: float | None) -> tuple[list[str], dict[str, str | None], float | None]:
+    """The phases to run, their states before this session, and the seconds it may use
+    (a killed session's time is charged first, before anything in the folder changes)."""
+    states = {p: run.phase_state(p) for p in PHASES}
+    todo = [p for p in phases if not (resume and states[p] == "done")]
+    for phase in todo:
+        if resume and states[phase] == "running":
+            _count_killed_session(run, phase)
+    if budget_seconds is not None:
+        seconds = budget_seconds
+    elif set(todo) <= {"evaluate"}:
+        seconds = None  # evaluation alone is quick and must not be refused for lack of time
+    else:
+        seconds = _budget_left(cfg, run, resume)
+    return todo, states, seconds
+
+
+def _record_session(cfg: RunConfig, run: RunDir, space: SearchSpace, device: torch.device,
+                    data: ImageData, resume: bool) -> None:
+    """The session's config, environment, data summary and samples in the run folder."""
+    keep_source(run, cfg.space)
+    if not resume:
+        run.write_yaml("config.yaml", _resolved(cfg, space))
+    run.write_environment(cfg.seed, device)
+    if not resume or not run.exists("data.json"):
+        run.write_json("data.json", data.summary())
+    if not run.exists("samples.npz"):
+        from .report.samples import write_samples
+
+        write_samples(run.file("samples.npz"), data, seed=cfg.seed)
+
+
+def rank0_value(compute: Any) -> Any:
+    """``compute()`` on rank 0, its result (or its error) on every rank."""
+    if not distributed.is_distributed():
+        return compute()
+    outcome: tuple[str, Any] = ("ok", None)
+    if distributed.is_writer():
+        try:
+            outcome = ("ok", compute())
+        except ConfigError as exc:
+            outcome = ("error", str(exc))
+    kind, value = distributed.broadcast_value(outcome)
+    if kind == "error":
+        raise ConfigError(value)
+    return value
+
+
+def check_data_parallel(cfg: RunConfig, phases: Sequence[str],
+                        space: SearchSpace | None = None, processes: int = 2) -> None:
+    """Refuse, before anything runs, a search that cannot run on several processes, and
+    batches too small to give every process a share."""
+    if "retrain" in phases and cfg.train.batch_size < processes:
+        raise ConfigError(f"train.batch_size {cfg.train.batch_size} cannot be split across "
+                          f"{processes} processes; use at least {processes}")
+    if "search" not in phases:
+        return
+    space = space if space is not None else make_space(cfg.space, **cfg.space_options)
+    strategy = make_strategy(cfg.strategy, space, **cfg.search)
+    if getattr(strategy, "data_parallel", False):
+        batch = getattr(strategy, "batch_size", processes)
+        if batch < processes:
+            raise ConfigError(f"search.batch_size {batch} cannot be split across {processes} "
+                              f"processes; use at least {processes}")
+        return
+    able = []
+    for name in available_strategies():
+        try:
+            if make_strategy(name, space).data_parallel:
+                able.append(name)
+        except ConfigError:
+            continue
+    raise ConfigError(
+        f"strategy {cfg.strategy!r} on the {cfg.space!r} space cannot run data-parallel "
+        f"(--ddp / torchrun); strategies that can: {', '.join(able) or 'none for this space'}"
+        "; or run it in one process")
 
 
 def _write_report(run: RunDir, quick: bool = False) -> None:

@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from ..data import BatchLoader, Normalizer, to_float
+from . import distributed
 from .budget import Deadline, StepTimer
 from .device import autocast
 from .tasks import batch_correct, head_of_labels, to_probs
@@ -41,6 +42,11 @@ def train_epoch(model: nn.Module, loader: BatchLoader, optimizer: torch.optim.Op
     default it follows the labels' shape.
     ``before_step(i)`` runs before each step (e.g. to set the learning rate of the schedule),
     ``after_step()`` after each optimizer step (e.g. an EMA of the weights).
+
+    Data-parallel (``loader`` a ``distributed.ShardedBatches``): each rank's loss is scaled
+    by its share of the global batch, gradients are summed across ranks before clipping,
+    BatchNorm uses global-batch statistics, the stop decision is taken by all ranks
+    together and the returned loss and accuracy are over the global batches.
     """
     model.train()
     device = loader.device
@@ -49,10 +55,10 @@ def train_epoch(model: nn.Module, loader: BatchLoader, optimizer: torch.optim.Op
     seen = steps = 0
     stopped = False
     for i, (xb, yb) in enumerate(loader):
-        if not deadline.fits(timer.estimate):
+        if distributed.agree(not deadline.fits(timer.estimate)):
             stopped = True
             break
-        with timer:
+        with timer, distributed.global_batch_statistics():
             if before_step is not None:
                 before_step(i)
             optimizer.zero_grad(set_to_none=True)
@@ -66,7 +72,8 @@ def train_epoch(model: nn.Module, loader: BatchLoader, optimizer: torch.optim.Op
                     loss = loss_fn(logits, yb)
             if not torch.isfinite(loss):
                 raise NonFiniteLossError(f"loss became {loss.item()} at step {i}")
-            loss.backward()
+            distributed.scaled(loss, getattr(loader, "share", 1.0)).backward()
+            distributed.reduce_gradients(model.parameters())
             if grad_clip:
                 nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
             optimizer.step()
@@ -76,6 +83,11 @@ def train_epoch(model: nn.Module, loader: BatchLoader, optimizer: torch.optim.Op
             correct += batch_correct(logits.detach(), yb, head or head_of_labels(yb))
             seen += yb.shape[0]
             steps += 1
+    if distributed.is_distributed():
+        totals = torch.stack([total_loss.double(), correct.double(),
+                              torch.tensor(float(seen), device=device, dtype=torch.float64)])
+        distributed.all_reduce_sum([totals])
+        total_loss, correct, seen = totals[0], totals[1], int(totals[2].item())
     if seen == 0:
         return EpochResult(float("nan"), float("nan"), 0, 0, stopped)
     return EpochResult(float(total_loss) / seen, float(correct) / seen, steps, seen, stopped)

@@ -16,8 +16,9 @@ from torch import nn
 
 from ..data import Augment, BatchLoader, ImageData, Normalizer
 from ..errors import ConfigError
+from ..recorder import Recorder, as_recorder
 from ..run import RunDir, get_logger
-from ..ui import PhaseProgress
+from . import distributed
 from .budget import Deadline, StepTimer
 from .loop import BACKWARD_FACTOR, predict_proba, probe_forward_seconds, train_epoch
 from .losses import make_loss, resolve_class_weights, resolve_label_weights
@@ -143,7 +144,8 @@ def fit(model: nn.Module, data: ImageData, cfg: TrainConfig, *, deadline: Deadli
         device: torch.device, seed: int = 0, run: RunDir | None = None, prefix: str = "retrain",
         normalizer: Normalizer | None = None, resume: bool = False,
         report: Any = None, progress: bool = True,
-        machine: Callable[[], float] | None = None, on_epoch: Any = None) -> FitResult:
+        machine: Callable[[], float] | None = None,
+        recorder: Recorder | None = None, on_epoch: Any = None) -> FitResult:
     """Train ``model`` on ``data.train``, select the epoch with the best validation
     objective (``epoch_score``), stop before ``deadline``.
 
@@ -152,9 +154,13 @@ def fit(model: nn.Module, data: ImageData, cfg: TrainConfig, *, deadline: Deadli
     cosine schedule was made for. ``report(epoch, metrics)`` is called after each validation
     (pruners raise from it to stop a trial). ``machine()`` says how many times slower the
     machine runs than at the run's start; it is asked once, when the epochs are planned.
+    ``recorder`` (instead of ``run``) is where rows and checkpoints go; in a data-parallel
+    run only rank 0's writes, while every rank trains its shard (``training/distributed.py``).
     ``on_epoch(epoch, record)`` is called after each epoch is recorded, with its history
     record (an exception from it ends the fit; the checkpoint already holds the best epoch).
     """
+    recorder = recorder or as_recorder(run)
+    model = distributed.prepare_model(model)
     log = get_logger()
     progress_log = get_logger("progress")
     normalizer = normalizer or Normalizer.fit(data.train_x)
@@ -170,6 +176,8 @@ def fit(model: nn.Module, data: ImageData, cfg: TrainConfig, *, deadline: Deadli
                          normalizer=normalizer, device=device, generator=gen,
                          channels_last=True)
     head = head_for(data.task, cfg.is_ordinal)
+    if distributed.is_distributed():
+        loader = distributed.ShardedBatches(loader)
     counts = data.class_counts("train")
     if head == "sigmoid":
         weights = resolve_label_weights(cfg.class_weights, counts, len(data.train_y))
@@ -190,7 +198,8 @@ def fit(model: nn.Module, data: ImageData, cfg: TrainConfig, *, deadline: Deadli
     best_epoch = -1
     best_state: dict[str, torch.Tensor] | None = None
     start_epoch = 0
-    if resume and run is not None and (state := run.load_state(f"{prefix}/state.pt")) is not None:
+    if resume and recorder is not None and (
+            state := recorder.load_checkpoint(f"{prefix}/state.pt")) is not None:
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         if ema is not None and "ema" in state:
@@ -202,8 +211,7 @@ def fit(model: nn.Module, data: ImageData, cfg: TrainConfig, *, deadline: Deadli
         best = tuple(state["best"])  # type: ignore[assignment]
         best_epoch = int(state["best_epoch"])
         best_state = state.get("best_state")
-        history = run.read_jsonl(f"{prefix}/history.jsonl")[:start_epoch]
-        run.truncate_jsonl(f"{prefix}/history.jsonl", len(history))
+        history = recorder.keep_rows(f"{prefix}/history", start_epoch)
         best_metrics = history[best_epoch]["val"] if 0 <= best_epoch < len(history) else {}
         log.info("%s: resuming after epoch %d of %d", prefix, start_epoch, plan.planned)
         if (note := plan.fit_left(start_epoch, deadline.remaining())) is not None:
@@ -224,12 +232,13 @@ def fit(model: nn.Module, data: ImageData, cfg: TrainConfig, *, deadline: Deadli
         step_timer.guess(BACKWARD_FACTOR * per_image * bs)
         eval_timer.guess(per_image * len(data.val_y))
 
-    with PhaseProgress(prefix, total=plan.planned * steps_per_epoch, enabled=progress) as bar:
+    with Recorder.progress_for(recorder, prefix, plan.planned * steps_per_epoch,
+                               progress) as bar:
         bar.update(completed=start_epoch * steps_per_epoch)
         while epoch < plan.planned:
             train_deadline = Deadline(None if deadline.at is None
                                       else deadline.at - eval_timer.estimate)
-            if not train_deadline.fits(step_timer.estimate):
+            if distributed.agree(not train_deadline.fits(step_timer.estimate)):
                 stopped = "budget"
                 break
             if drop_path:
@@ -253,13 +262,16 @@ def fit(model: nn.Module, data: ImageData, cfg: TrainConfig, *, deadline: Deadli
                 stopped = "budget"
                 break
             with eval_timer:
-                probs = predict_proba(eval_model, data.val_x, normalizer=normalizer,
-                                      device=device, head=head)
+                probs = distributed.gather_rows(  # each rank predicts a part of the rows
+                    lambda x: torch.from_numpy(predict_proba(
+                        eval_model, x, normalizer=normalizer, device=device, head=head)),
+                    data.val_x).numpy()
                 val = classification_metrics(data.val_y.numpy(), probs, data.class_names,
                                              ordinal=head == "coral")
             if not result.stopped_early:
                 note = plan.observe(epoch, time.monotonic() - epoch_started,
                                     deadline.remaining(), resumed=start_epoch > 0)
+                plan.restore(distributed.broadcast_value(plan.state()))  # rank 0's plan
                 if note is not None:
                     log.warning("%s: %s", prefix, note)
                 bar.update(total=plan.planned * steps_per_epoch)
@@ -285,9 +297,9 @@ def fit(model: nn.Module, data: ImageData, cfg: TrainConfig, *, deadline: Deadli
                 "%s epoch %d/%d: train loss %.3f acc %.3f | val loss %.3f acc %.3f auc %s%s",
                 prefix, epoch + 1, plan.planned, result.loss, result.accuracy, val["loss"],
                      val["accuracy"], _fmt(val["auc"]), " *" if improved else "")
-            if run is not None:
-                run.append_jsonl(f"{prefix}/history.jsonl", record)
-                run.save_state(f"{prefix}/state.pt", {
+            if recorder is not None:
+                recorder.record(f"{prefix}/history", record)
+                recorder.checkpoint(f"{prefix}/state.pt", {
                     "model": model.state_dict(), "optimizer": optimizer.state_dict(),
                     **({"ema": ema.model.state_dict()} if ema is not None else {}),
                     "generator": gen.get_state(), **rng_state(),
