@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from typing import Any
 
 import numpy as np
@@ -100,15 +100,61 @@ def search_phase(cfg: RunConfig, run: RunDir, data: ImageData, space: SearchSpac
                                            device=device, seed=cfg.seed, resume=resume,
                                            target=build_spec(cfg, data)))
     arch = space.validate(result.architecture)
+    honesty = search_honesty(strategy, space, result)
+    if "fallback" in honesty:
+        arch = space.validate(honesty["default_arch"])
     run.write_json("search/result.json", {
         "strategy": cfg.strategy, "stopped": result.stopped, "epochs": result.epochs,
-        "architecture": arch, **result.extra,
+        "architecture": arch, **result.extra, **honesty,
     })
     write_architecture(run, cfg, space, arch, strategy=cfg.strategy, seed=cfg.seed,
-                       dataset=data.name)
-    log.info("search finished (%s after %d epochs): %s", result.stopped, result.epochs,
-             space.describe(arch))
+                       dataset=data.name,
+                       **({"fallback": honesty["fallback"]} if "fallback" in honesty else {}))
+    for key in ("fallback", "limited"):
+        if key in honesty:
+            run.set_phase("search", "running", **{key: honesty[key]})
+            log.warning("search: %s", honesty[key])
+    if "fallback" in honesty:
+        log.info("search stopped (%s after %d epochs) without choosing; training the default "
+                 "architecture: %s", result.stopped, result.epochs, space.describe(arch))
+    else:
+        log.info("search finished (%s after %d epochs): %s", result.stopped, result.epochs,
+                 space.describe(arch))
     return arch
+
+
+def search_honesty(strategy: Any, space: SearchSpace, result: Any) -> dict[str, Any]:
+    """What ``search/result.json`` must say when the search did not really choose.
+
+    ``fallback`` (with ``default_arch``): the architecture was never updated, so the space's
+    documented default is trained instead of an untouched initialisation. ``limited``: a
+    multi-trial search ended while its strategy was still drawing at random.
+    """
+    if result.arch_steps == 0:
+        default = space.default_arch()
+        if default is None:
+            return {"limited": "the architecture weights were never stepped (the search "
+                               f"stopped during warm-up), and {type(space).__name__} has no "
+                               "default architecture: trained the untouched initialisation"}
+        return {"fallback": "the architecture weights were never stepped (the search stopped "
+                            "during warm-up): trained the default architecture",
+                "default_arch": default}
+    needed = random_phase_trials(strategy)
+    complete = result.extra.get("states", {}).get("COMPLETE")
+    if needed and complete is not None and complete <= needed:
+        return {"limited": f"{complete} trials finished, fewer than the {needed} "
+                           f"{strategy.name} needs before it stops being random: the result "
+                           "is the best of random architectures"}
+    return {}
+
+
+def random_phase_trials(strategy: Any) -> int:
+    """Trials a multi-trial strategy draws at random before its model steers (0: none)."""
+    for option in ("n_startup_trials", "population_size"):
+        value = getattr(strategy, option, None)
+        if isinstance(value, int):
+            return value
+    return 0
 
 
 def retrain_phase(cfg: RunConfig, run: RunDir, data: ImageData, space: SearchSpace,
@@ -121,7 +167,11 @@ def retrain_phase(cfg: RunConfig, run: RunDir, data: ImageData, space: SearchSpa
     n_params = sum(p.numel() for p in model.parameters() if p.requires_grad)
     log.info("retrain: %d parameters, %s", n_params, _remaining(deadline))
     normalizer = Normalizer.fit(data.train_x)
-    result = fit(model, data, cfg.train, deadline=deadline, device=device, seed=cfg.seed, run=run,
+    overrides = space.train_overrides(arch)
+    train_cfg = replace(cfg.train, **overrides)
+    if overrides:
+        log.info("retrain: the architecture's training options %s", overrides)
+    result = fit(model, data, train_cfg, deadline=deadline, device=device, seed=cfg.seed, run=run,
                  prefix="retrain", normalizer=normalizer, resume=resume)
     if result.state_dict is None:
         raise ConfigError("the budget ended before the first training epoch finished; "
@@ -131,7 +181,8 @@ def retrain_phase(cfg: RunConfig, run: RunDir, data: ImageData, space: SearchSpa
         "space": cfg.space, "space_options": space.options(), "arch": arch,
         "build": asdict(spec), "normalizer": normalizer.to_dict(),
         "class_names": data.class_names, "task": data.task, "dataset": data.name,
-        "params": n_params, "best_epoch": result.best_epoch, "epochs": result.epochs,
+        "params": n_params, "train_overrides": overrides, "best_epoch": result.best_epoch,
+        "epochs": result.epochs,
         "planned_epochs": result.planned_epochs, "stopped": result.stopped,
     }
     run.write_json("model.json", info)
