@@ -131,13 +131,14 @@ def search_honesty(strategy: Any, space: SearchSpace, result: Any) -> dict[str, 
     multi-trial search ended while its strategy was still drawing at random.
     """
     if result.arch_steps == 0:
+        reason = ("no trial finished inside the search budget" if "states" in result.extra
+                  else "the architecture weights were never stepped (the search stopped "
+                  "during warm-up)")
         default = space.default_arch()
         if default is None:
-            return {"limited": "the architecture weights were never stepped (the search "
-                               f"stopped during warm-up), and {type(space).__name__} has no "
-                               "default architecture: trained the untouched initialisation"}
-        return {"fallback": "the architecture weights were never stepped (the search stopped "
-                            "during warm-up): trained the default architecture",
+            return {"limited": f"{reason}, and {type(space).__name__} has no default "
+                               "architecture: trained the untouched initialisation"}
+        return {"fallback": f"{reason}: trained the default architecture",
                 "default_arch": default}
     needed = random_phase_trials(strategy)
     complete = result.extra.get("states", {}).get("COMPLETE")

@@ -432,7 +432,9 @@ class MultiTrialStrategy(Strategy):
                 state, attrs["error"] = TrialState.PRUNED, "constraint: " + "; ".join(violated)
             else:
                 reporter = EpochReporter(trial, self.metrics[0], cost, not self.multi_objective)
-                result = fit(model, data, self.trial_config(), deadline=ctx.deadline,
+                train_cfg = dataclasses.replace(self.trial_config(),
+                                                **self.space.train_overrides(arch))
+                result = fit(model, data, train_cfg, deadline=ctx.deadline,
                              device=ctx.device, seed=ctx.seed + trial.number,
                              prefix=f"trial {trial.number}", report=reporter, progress=False)
                 attrs["epochs"] = result.epochs
@@ -509,6 +511,14 @@ class MultiTrialStrategy(Strategy):
     def _result(self, rows: list[dict[str, Any]], stopped: str, url: str,
                 study_name: str) -> SearchResult:
         complete = [r for r in rows if r["state"] == "COMPLETE"]
+        default = self.space.default_arch()
+        if not complete and default is not None and stopped == "budget":
+            # Nothing was chosen: the pipeline trains the space's default and says why.
+            return SearchResult(architecture=default, stopped=stopped, epochs=len(rows),
+                                history=rows, arch_steps=0, extra={
+                                    "n_trials": len(rows), "states": {"COMPLETE": 0},
+                                    "objectives": self.metrics, "storage": masked(url),
+                                    "study_name": study_name})
         if not complete:
             errors = sorted({str(r["error"]) for r in rows if r["error"]})
             if not rows:

@@ -12,6 +12,7 @@ from torch import nn
 from ..data import BatchLoader, Normalizer, to_float
 from .budget import Deadline, StepTimer
 from .device import autocast
+from .losses import Mixup, mixed_loss
 
 
 class NonFiniteLossError(RuntimeError):
@@ -31,11 +32,13 @@ def train_epoch(model: nn.Module, loader: BatchLoader, optimizer: torch.optim.Op
                 loss_fn: nn.Module, *, deadline: Deadline, timer: StepTimer,
                 grad_clip: float | None = None, aux_weight: float = 0.0,
                 before_step: Callable[[int], None] | None = None,
-                after_step: Callable[[], None] | None = None) -> EpochResult:
+                after_step: Callable[[], None] | None = None,
+                mixup: Mixup | None = None) -> EpochResult:
     """One pass over ``loader``; stops before a step that would overrun ``deadline``.
 
     ``before_step(i)`` runs before each step (e.g. to set the learning rate of the schedule),
-    ``after_step()`` after each optimizer step (e.g. an EMA of the weights).
+    ``after_step()`` after each optimizer step (e.g. an EMA of the weights); ``mixup`` mixes
+    each batch (the reported accuracy is then against the dominant labels).
     """
     model.train()
     device = loader.device
@@ -51,14 +54,18 @@ def train_epoch(model: nn.Module, loader: BatchLoader, optimizer: torch.optim.Op
             if before_step is not None:
                 before_step(i)
             optimizer.zero_grad(set_to_none=True)
+            partner, lam = None, 1.0
+            if mixup is not None:
+                xb, partner, lam = mixup(xb, yb, i)
             with autocast(device):
                 out = model(xb)
                 if isinstance(out, tuple):
                     logits, aux = out
-                    loss = loss_fn(logits, yb) + aux_weight * loss_fn(aux, yb)
+                    loss = (mixed_loss(loss_fn, logits, yb, partner, lam)
+                            + aux_weight * mixed_loss(loss_fn, aux, yb, partner, lam))
                 else:
                     logits = out
-                    loss = loss_fn(logits, yb)
+                    loss = mixed_loss(loss_fn, logits, yb, partner, lam)
             if not torch.isfinite(loss):
                 raise NonFiniteLossError(f"loss became {loss.item()} at step {i}")
             loss.backward()
@@ -68,7 +75,8 @@ def train_epoch(model: nn.Module, loader: BatchLoader, optimizer: torch.optim.Op
             if after_step is not None:
                 after_step()
             total_loss += loss.detach() * yb.shape[0]
-            correct += (logits.detach().argmax(1) == yb).sum()
+            dominant = yb if partner is None or lam >= 0.5 else partner
+            correct += (logits.detach().argmax(1) == dominant).sum()
             seen += yb.shape[0]
             steps += 1
     if seen == 0:

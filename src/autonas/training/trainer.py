@@ -18,7 +18,7 @@ from ..run import RunDir, get_logger
 from ..ui import PhaseProgress
 from .budget import Deadline, StepTimer
 from .loop import predict_proba, train_epoch
-from .losses import make_loss, resolve_class_weights
+from .losses import Mixup, make_loss, resolve_class_weights
 from .metrics import OBJECTIVES, classification_metrics, epoch_score
 
 
@@ -49,6 +49,11 @@ class TrainConfig:
     objective: str = "auc"
     ema_decay: float = 0.0
     """Exponential moving average of the weights (0 = off); the average is what is evaluated."""
+    mixup: float = 0.0
+    """mixup's Beta(alpha, alpha) parameter (0 = off), e.g. 0.2."""
+    augment_scale: float = 1.0
+    """Scales the random-crop padding (the data's default or ``augment_pad``): 0 = no crop,
+    2 = twice the shift; searched jointly with the architecture by the ``macro`` space."""
 
     def __post_init__(self) -> None:
         if self.objective not in OBJECTIVES:
@@ -62,6 +67,10 @@ class TrainConfig:
             raise ConfigError(f"augment_pad must be >= 0 pixels, got {self.augment_pad}")
         if not 0.0 <= self.ema_decay < 1.0:
             raise ConfigError(f"ema_decay must be in [0, 1), got {self.ema_decay}")
+        if self.mixup < 0:
+            raise ConfigError(f"mixup must be >= 0 (0 = off), got {self.mixup}")
+        if self.augment_scale < 0:
+            raise ConfigError(f"augment_scale must be >= 0, got {self.augment_scale}")
 
     @classmethod
     def from_dict(cls, d: dict[str, Any] | None) -> TrainConfig:
@@ -109,6 +118,7 @@ def train_augment(cfg: TrainConfig, data: ImageData) -> Augment:
     """The data's default augmentation, with the strength ``cfg`` asks for (tuning varies it)."""
     default = Augment.default_for(data)
     pad = default.pad if cfg.augment_pad is None else cfg.augment_pad
+    pad = round(pad * cfg.augment_scale)
     flips = cfg.augment_flips
     return Augment(pad=pad, hflip=default.hflip and flips, vflip=default.vflip and flips,
                    mode=default.mode)
@@ -199,6 +209,7 @@ def fit(model: nn.Module, data: ImageData, cfg: TrainConfig, *, deadline: Deadli
                 grad_clip=cfg.grad_clip, aux_weight=cfg.aux_weight if has_aux else 0.0,
                 before_step=set_lr,
                 after_step=(lambda: ema.update(model)) if ema is not None else None,
+                mixup=Mixup(cfg.mixup, (seed, epoch)) if cfg.mixup > 0 else None,
             )
             if result.steps == 0:
                 stopped = "budget"
