@@ -18,6 +18,7 @@ import torch
 from .config import RunConfig
 from .data import ImageData, Normalizer, load_dataset
 from .errors import ConfigError
+from .fallback import search_honesty
 from .run import RunDir, detach_log, get_logger
 from .spaces import BuildSpec, SearchSpace, make_space
 from .spaces.darts import DartsSpace
@@ -121,41 +122,6 @@ def search_phase(cfg: RunConfig, run: RunDir, data: ImageData, space: SearchSpac
         log.info("search finished (%s after %d epochs): %s", result.stopped, result.epochs,
                  space.describe(arch))
     return arch
-
-
-def search_honesty(strategy: Any, space: SearchSpace, result: Any) -> dict[str, Any]:
-    """What ``search/result.json`` must say when the search did not really choose.
-
-    ``fallback`` (with ``default_arch``): the architecture was never updated, so the space's
-    documented default is trained instead of an untouched initialisation. ``limited``: a
-    multi-trial search ended while its strategy was still drawing at random.
-    """
-    if result.arch_steps == 0:
-        reason = ("no trial finished inside the search budget" if "states" in result.extra
-                  else "the architecture weights were never stepped (the search stopped "
-                  "during warm-up)")
-        default = space.default_arch()
-        if default is None:
-            return {"limited": f"{reason}, and {type(space).__name__} has no default "
-                               "architecture: trained the untouched initialisation"}
-        return {"fallback": f"{reason}: trained the default architecture",
-                "default_arch": default}
-    needed = random_phase_trials(strategy)
-    complete = result.extra.get("states", {}).get("COMPLETE")
-    if needed and complete is not None and complete <= needed:
-        return {"limited": f"{complete} trials finished, fewer than the {needed} "
-                           f"{strategy.name} needs before it stops being random: the result "
-                           "is the best of random architectures"}
-    return {}
-
-
-def random_phase_trials(strategy: Any) -> int:
-    """Trials a multi-trial strategy draws at random before its model steers (0: none)."""
-    for option in ("n_startup_trials", "population_size"):
-        value = getattr(strategy, option, None)
-        if isinstance(value, int):
-            return value
-    return 0
 
 
 def retrain_phase(cfg: RunConfig, run: RunDir, data: ImageData, space: SearchSpace,
