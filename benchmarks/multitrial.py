@@ -23,10 +23,11 @@ from pathlib import Path
 from common import AUTONAS, data_args
 
 ROOT = Path(__file__).resolve().parents[1]
-# Seed 000 (NNI DARTS on the same space): test accuracy / AUC.
+# Seed 000 (NNI DARTS on the same space): test accuracy / AUC, copied from the seed, not run here.
 NNI = {"pneumoniamnist": {"accuracy": 0.851, "auc": 0.934},
        "breastmnist": {"accuracy": 0.801, "auc": 0.828}}
-ONE_SHOT = {"darts", "darts2"}  # search epochs, not trials
+ONE_SHOT = {"darts", "darts2", "gdas", "enas", "spos", "random-oneshot",
+            "proxyless"}  # search epochs, not trials
 SMOKE = ["--set", "search.trial_epochs=1", "--set", "search.data_fraction=0.2",
          "--set", "train.epochs=1"]
 

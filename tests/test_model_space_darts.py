@@ -307,3 +307,56 @@ def test_cli_runs_medmnist_cnn_with_darts(tmp_path: Path) -> None:
     assert 0.0 <= metrics["test"]["accuracy"] <= 1.0
     history = (out / "search" / "history.jsonl").read_text().splitlines()
     assert json.loads(history[0])["arch"] == saved["arch"]
+
+
+# ---------------------------------------------------------------- derived values, reductions
+
+
+def one_hot_weights(space: ModelSpace, arch: dict) -> dict:
+    out = {}
+    for d in space.decisions():
+        w = torch.zeros(len(d.values))
+        picked = arch[d.label] if d.kind == "input" else [list(d.values).index(arch[d.label])]
+        w[picked] = 1.0
+        out[d.label] = w
+    return out
+
+
+def test_relaxed_derived_widths_and_kernels_equal_the_frozen_model() -> None:
+    from test_mutables import DerivedSpace, all_archs
+
+    torch.manual_seed(0)
+    space = DerivedSpace()
+    net = ModelSupernet(space)
+    assert {d.label for d in net.relaxed} == {"w", "k"}
+    x = torch.randn(3, 1, 7, 7)
+    for arch in all_archs(space):
+        frozen = space.freeze(arch).train()
+        torch.testing.assert_close(net(x, one_hot_weights(space, arch)), frozen(x))
+
+
+def test_darts_refuses_concat_inputs_and_single_paths_run_them() -> None:
+    from test_mutables import ConcatSpace, all_archs
+
+    torch.manual_seed(0)
+    space = ConcatSpace()
+    with pytest.raises(ConfigError, match=r"reduction='concat'.*single-path strategy"):
+        ModelSupernet(space)
+    net = ModelSupernet(space, soft=False)
+    x = torch.randn(2, 1, 5, 5)
+    for arch in all_archs(space):
+        got = net(x, one_hot_weights(space, arch), {"pick": arch["pick"]})
+        torch.testing.assert_close(got, space.freeze(arch)(x))
+
+
+def test_width_derived_from_two_choices_is_a_clear_error() -> None:
+    class TwoSources(ModelSpace):
+        def __init__(self) -> None:
+            super().__init__()
+            self.fc = MutableLinear(4, choice("a", [1, 2]) * choice("b", [2, 3]))
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.fc(x)
+
+    with pytest.raises(ConfigError, match=r"depends on \['a', 'b'\]"):
+        ModelSupernet(TwoSources())

@@ -325,3 +325,132 @@ def test_user_space_from_a_file(tmp_path: Path) -> None:
     assert model(torch.randn(2, 3, 8, 8)).shape == (2, 7)
     with pytest.raises(ConfigError, match="no 'Missing'"):
         make_space(f"{path}:Missing")
+
+
+# ---------------------------------------------------------------- InputChoice reductions
+
+
+@pytest.mark.parametrize(("reduction", "expected"), [
+    ("sum", lambda a, c: a + c),
+    ("mean", lambda a, c: (a + c) / 2),
+    ("concat", lambda a, c: torch.cat([a, c], 1)),
+    ("none", lambda a, c: [a, c]),
+])
+def test_input_choice_reductions(reduction, expected) -> None:
+    inputs = [torch.randn(2, 3, 4, 4) for _ in range(3)]
+    m = InputChoice(3, n_chosen=2, reduction=reduction, label="in")
+    frozen = m.freeze({"in": [0, 2]})
+    got, want = frozen(inputs), expected(inputs[0], inputs[2])
+    if reduction == "none":
+        assert isinstance(got, list) and len(got) == 2
+        for g, w in zip(got, want):
+            assert torch.equal(g, w)
+    else:
+        torch.testing.assert_close(got, want)
+    unfrozen = m(inputs)  # the default: the first n_chosen inputs
+    default = expected(inputs[0], inputs[1])
+    if reduction == "none":
+        assert all(torch.equal(g, w) for g, w in zip(unfrozen, default))
+    else:
+        torch.testing.assert_close(unfrozen, default)
+    if reduction == "concat":
+        assert got.shape == (2, 6, 4, 4)
+
+
+def test_input_choice_rejects_an_unknown_reduction() -> None:
+    with pytest.raises(ConfigError, match="reduction must be one of sum, mean, concat, none"):
+        InputChoice(3, reduction="max", label="x")
+
+
+class ConcatSpace(ModelSpace):
+    """Two of three branches concatenated: the head sees twice the branch width."""
+
+    def __init__(self, in_channels: int = 1, num_classes: int = 2) -> None:
+        super().__init__()
+        self.branches = nn.ModuleList(nn.Conv2d(in_channels, 3, 1) for _ in range(3))
+        self.pick = InputChoice(3, n_chosen=2, reduction="concat", label="pick")
+        self.head = nn.Linear(6, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.pick([b(x) for b in self.branches])
+        return self.head(h.mean((2, 3)))
+
+
+def test_concat_space_freezes_every_choice() -> None:
+    space = ConcatSpace()
+    x = torch.randn(2, 1, 6, 6)
+    for arch in all_archs(space):
+        model = space.freeze(arch)
+        assert model(x).shape == (2, 2)
+    assert space.size() == 3
+
+
+# ----------------------------------------------------------------------------- choice arithmetic
+
+
+def test_choice_arithmetic_values_and_labels() -> None:
+    k = choice("k", [3, 5, 7])
+    w = choice("w", [8, 16])
+    assert (k // 2).values == [1, 2, 3]
+    assert (w * 2).values == [16, 32] and (2 * w).values == [16, 32]
+    assert (w + 1).values == [9, 17] and (1 + w).values == [9, 17]
+    assert (w - 4).values == [4, 12] and (40 - w).values == [32, 24]
+    assert (w / 4).values == [2.0, 4.0] and (w % 3).values == [2, 1]
+    assert (-w).values == [-8, -16]
+    assert k.map(lambda v: v * v).values == [9, 25, 49]
+    both = w * k
+    assert [c.label for c in both.sources()] == ["w", "k"]
+    assert both.values == [24, 40, 56, 48, 80, 112]
+    assert both.evaluate({"w": 16, "k": 5}) == 80 and both.evaluate() == 24
+    assert repr(k // 2) == "(choice('k', [3, 5, 7]) // 2)"
+    with pytest.raises(TypeError):
+        _ = k + "x"
+
+
+class DerivedSpace(ModelSpace):
+    """A width used twice (``w * 2``), padding from the kernel (``k // 2``), and a pooling
+    window from the kernel through Parametrized."""
+
+    def __init__(self, in_channels: int = 1, num_classes: int = 3) -> None:
+        super().__init__()
+        w = choice("w", [2, 4])
+        k = choice("k", [1, 3, 5])
+        self.conv1 = MutableConv2d(in_channels, w, k, padding=k // 2)
+        self.conv2 = MutableConv2d(w, w * 2, 3, padding=1)
+        self.bn = MutableBatchNorm2d(w * 2)
+        self.pool = Parametrized(nn.MaxPool2d, k, stride=1, padding=k // 2)
+        self.fc = MutableLinear(w * 2, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.pool(torch.relu(self.bn(self.conv2(self.conv1(x)))))
+        return self.fc(h.mean((2, 3)))
+
+
+def test_derived_values_freeze_to_the_computed_sizes() -> None:
+    space = DerivedSpace()
+    assert space.labels() == ["w", "k"]  # derived values are no decisions of their own
+    model = space.freeze({"w": 4, "k": 5})
+    assert model.conv1.padding == (2, 2) and model.conv1.weight.shape == (4, 1, 5, 5)
+    assert model.conv2.weight.shape == (8, 4, 3, 3)
+    assert model.bn.num_features == 8 and model.fc.in_features == 8
+    assert isinstance(model.pool, nn.MaxPool2d) and model.pool.kernel_size == 5
+    assert model.pool.padding == 2
+    x = torch.randn(2, 1, 7, 7)
+    for arch in all_archs(space):
+        frozen = space.freeze(arch)
+        assert not has_mutables(frozen) and frozen(x).shape == (2, 3)
+    torch.testing.assert_close(space.eval()(x), space.freeze(space.default_arch()).eval()(x))
+
+
+def test_padding_that_changes_the_output_size_is_refused() -> None:
+    k = choice("k", [1, 3])
+    with pytest.raises(ConfigError, match="different output sizes"):
+        MutableConv2d(1, 2, k, padding=1)
+    with pytest.raises(ConfigError, match="different output sizes"):
+        MutableConv2d(1, 2, k, padding=k)
+    MutableConv2d(1, 2, k, padding=k // 2)  # keeps the size: accepted
+
+
+def test_repeat_refuses_a_derived_depth() -> None:
+    with pytest.raises(ConfigError, match="not a derived value"):
+        Repeat(lambda i: nn.Identity(), choice("d", [1, 2]) * 2)

@@ -22,6 +22,7 @@ from .fallback import search_honesty
 from .run import RunDir, detach_log, get_logger
 from .spaces import BuildSpec, SearchSpace, make_space
 from .spaces.darts import DartsSpace
+from .spaces.user_source import keep_source, source_fields, space_of_run
 from .strategies import SearchContext, make_strategy
 from .training.budget import Budget, Deadline
 from .training.device import configure_threads, resolve_device, seed_everything, to_channels_last
@@ -62,7 +63,7 @@ def load_model(run: RunDir, device: torch.device | str = "cpu"
                ) -> tuple[torch.nn.Module, Normalizer, dict[str, Any]]:
     """Rebuild the retrained network of a run (weights loaded with ``weights_only=True``)."""
     meta = run.read_json("model.json")
-    space = make_space(meta["space"], **meta["space_options"])
+    space = space_of_run(run, meta)  # a user space comes from the run's copy of its source
     model = space.build(meta["arch"], BuildSpec(**meta["build"]))
     state = torch.load(run.file("model.pt"), map_location="cpu", weights_only=True)
     model.load_state_dict(state)
@@ -74,7 +75,7 @@ def write_architecture(run: RunDir, cfg: RunConfig, space: SearchSpace, arch: di
                        **extra: Any) -> None:
     """architecture.json for every space; genotype.json too for cell spaces."""
     run.write_json("architecture.json", {"space": cfg.space, "space_options": space.options(),
-                                         "arch": arch, **extra})
+                                         **source_fields(run, cfg.space), "arch": arch, **extra})
     if isinstance(space, DartsSpace):
         run.write_json("genotype.json", {"genotype": arch, **extra})
 
@@ -146,6 +147,7 @@ def retrain_phase(cfg: RunConfig, run: RunDir, data: ImageData, space: SearchSpa
     run.save_state("model.pt", result.state_dict)
     info = {
         "space": cfg.space, "space_options": space.options(), "arch": arch,
+        **source_fields(run, cfg.space),
         "build": asdict(spec), "normalizer": normalizer.to_dict(),
         "class_names": data.class_names, "task": data.task, "dataset": data.name,
         "params": n_params, "train_overrides": overrides, "best_epoch": result.best_epoch,
@@ -210,7 +212,11 @@ def execute(cfg: RunConfig, run: RunDir, phases: Sequence[str] = PHASES, *,
         configure_threads(cfg.threads)
         seed_everything(cfg.seed)
         if space is None:
-            space = make_space(cfg.space, **cfg.space_options)
+            saved = {"space": cfg.space, "space_options": cfg.space_options,
+                     **source_fields(run, cfg.space)}
+            space = space_of_run(run, saved) if resume else make_space(cfg.space,
+                                                                       **cfg.space_options)
+        keep_source(run, cfg.space)
         if not resume:
             run.write_yaml("config.yaml", _resolved(cfg, space))
         run.write_environment(cfg.seed, device)

@@ -2,10 +2,13 @@
 
 One LayerChoice over four convolution blocks, each mapping (C, 28, 28) to (32, 14, 14),
 then two fully connected layers whose shared width is ``choice('feature', [64, 128])``.
+Seed 000 shows the names of all four blocks but the insides of one only:
 SimpleConvolutionBlock is the seed's block as printed (conv 3x3, max-pool, conv 3x3,
-ReLU after each conv); the other three are designed to the same output shape: 5x5
-kernels, and three or four convolutions (with batch norm, which a deeper plain stack
-needs to train reliably).
+ReLU after each conv). The insides of BiggerKernelBlock, Depth3ConvolutionBlock and
+Depth4ConvolutionBlock are autonas's own reading of their names, designed to the same
+output shape: 5x5 kernels, and three or four convolutions (with batch norm, which a
+deeper plain stack needs to train reliably). Numbers from the seed's NNI runs are
+therefore not from the very same space whenever one of those three blocks is involved.
 
 Inputs other than 28 px: the block output is average-pooled to 14x14 before fc1, so the
 network keeps the seed's 32*14*14 features and its size at any resolution (a 28 px
@@ -25,6 +28,8 @@ FEATURE_SIZE = 14  # side of the block output for 28 px inputs
 
 
 class SimpleConvolutionBlock(nn.Module):
+    """As printed in seed 000."""
+
     def __init__(self, input_channels: int = 1) -> None:
         super().__init__()
         self.conv1 = nn.Conv2d(input_channels, 16, 3, padding=1)
@@ -37,6 +42,8 @@ class SimpleConvolutionBlock(nn.Module):
 
 
 class BiggerKernelBlock(nn.Module):
+    """Insides not shown in seed 000: autonas's own reading of the name."""
+
     def __init__(self, input_channels: int = 1) -> None:
         super().__init__()
         self.conv1 = nn.Conv2d(input_channels, 16, 5, padding=2)
@@ -54,6 +61,8 @@ def _conv_bn_relu(c_in: int, c_out: int) -> nn.Sequential:
 
 
 class Depth3ConvolutionBlock(nn.Module):
+    """Insides not shown in seed 000: autonas's own reading of the name."""
+
     def __init__(self, input_channels: int = 1) -> None:
         super().__init__()
         self.conv1 = _conv_bn_relu(input_channels, 16)
@@ -66,6 +75,8 @@ class Depth3ConvolutionBlock(nn.Module):
 
 
 class Depth4ConvolutionBlock(nn.Module):
+    """Insides not shown in seed 000: autonas's own reading of the name."""
+
     def __init__(self, input_channels: int = 1) -> None:
         super().__init__()
         self.conv1 = _conv_bn_relu(input_channels, 16)

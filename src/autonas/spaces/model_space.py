@@ -30,6 +30,7 @@ from torch import nn
 
 from ..errors import ConfigError
 from .base import BuildSpec, SearchSpace
+from .cell import Cell
 from .mutables import (
     Choice,
     ChosenInputs,
@@ -42,6 +43,7 @@ from .mutables import (
     MutableLinear,
     Parametrized,
     Repeat,
+    ValueExpr,
     choice,
     collect_decisions,
     freeze_module,
@@ -223,6 +225,7 @@ class ModelSpace(nn.Module, SearchSpace):
 
 
 __all__ = [
+    "Cell",
     "Choice",
     "ChosenInputs",
     "Decision",
@@ -235,6 +238,7 @@ __all__ = [
     "MutableLinear",
     "Parametrized",
     "Repeat",
+    "ValueExpr",
     "choice",
     "dry_run",
     "freeze_module",

@@ -2,10 +2,13 @@
 
 A model space is an ordinary PyTorch module whose constructor puts mutables where a
 design decision is open: ``LayerChoice`` (one of several modules), ``choice`` (a value:
-width, kernel size, rate, activation name), ``InputChoice`` (which inputs to sum),
-``Repeat`` (how many blocks) and width-mutable ``MutableLinear`` / ``MutableConv2d`` /
-``MutableBatchNorm2d``. ``Parametrized`` turns any module constructor with value choices
-among its arguments into a mutable.
+width, kernel size, rate, activation name), ``InputChoice`` (which inputs to combine, by
+``sum``, ``mean``, ``concat`` or ``none``), ``Repeat`` (how many blocks) and width-mutable
+``MutableLinear`` / ``MutableConv2d`` / ``MutableBatchNorm2d``. ``Parametrized`` turns
+any module constructor with value choices among its arguments into a mutable. Arithmetic
+on choices (``width * 2``, ``kernel // 2``, ``kernel.map(fn)``) gives derived values,
+accepted wherever a choice is and computed from the original choices (the only
+decisions) at freeze time.
 
 Every decision has a label; an architecture maps each label to a value (plain JSON).
 ``freeze_module`` turns a module holding mutables into an ordinary module with none left.
@@ -18,6 +21,7 @@ from __future__ import annotations
 import copy
 import itertools
 import math
+import operator
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -34,7 +38,91 @@ Value = int | float | str | bool
 # ----------------------------------------------------------------------------- decisions
 
 
-class Choice:
+class ValueExpr:
+    """A value decided by one or more choices: a ``Choice`` itself, or arithmetic on
+    choices (``feature * 2``, ``kernel // 2``, ``a + b``, ``kernel.map(fn)``).
+
+    Only the original choices are decisions (their labels are the architecture's keys);
+    a derived value is computed from them when the space is frozen. Accepted wherever a
+    choice is (``MutableConv2d``, ``MutableLinear``, ``MutableBatchNorm2d``,
+    ``Parametrized``)."""
+
+    def sources(self) -> list[Choice]:
+        """The choices this value depends on, in first-use order, each once."""
+        raise NotImplementedError
+
+    def evaluate_with(self, pick: Callable[[Choice], Value]) -> Value:
+        raise NotImplementedError
+
+    def evaluate(self, arch: dict[str, Any] | None = None) -> Value:
+        """The value for ``arch`` (label -> value); None: every choice at its default."""
+        if arch is None:
+            return self.evaluate_with(lambda c: c.default)
+        return self.evaluate_with(lambda c: arch[c.label])
+
+    @property
+    def values(self) -> list[Value]:
+        """Every value this can take, in the order of its choices' values, each once."""
+        out: list[Value] = []
+        sources = self.sources()
+        for combo in itertools.product(*(c.values for c in sources)):
+            picked = {id(c): v for c, v in zip(sources, combo)}
+            v = self.evaluate_with(lambda c, picked=picked: picked[id(c)])
+            if not any(_same_value(v, w) for w in out):
+                out.append(v)
+        return out
+
+    @property
+    def default(self) -> Value:
+        return self.evaluate(None)
+
+    def map(self, fn: Callable[..., Value], name: str | None = None) -> Derived:
+        """``fn`` applied to this value, e.g. ``kernel.map(lambda k: (k - 1) // 2)``."""
+        return Derived(fn, (self,), f"{getattr(fn, '__name__', 'fn') if name is None else name}"
+                                    f"({self!r})")
+
+    def _op(self, other: Any, fn: Callable[[Any, Any], Any], sym: str,
+            reverse: bool = False) -> Derived:
+        if not isinstance(other, (ValueExpr, int, float)) or isinstance(other, bool):
+            return NotImplemented  # type: ignore[return-value]
+        a, b = (other, self) if reverse else (self, other)
+        return Derived(fn, (a, b), f"({a!r} {sym} {b!r})")
+
+    def __add__(self, o: Any) -> Derived:
+        return self._op(o, operator.add, "+")
+
+    def __radd__(self, o: Any) -> Derived:
+        return self._op(o, operator.add, "+", reverse=True)
+
+    def __sub__(self, o: Any) -> Derived:
+        return self._op(o, operator.sub, "-")
+
+    def __rsub__(self, o: Any) -> Derived:
+        return self._op(o, operator.sub, "-", reverse=True)
+
+    def __mul__(self, o: Any) -> Derived:
+        return self._op(o, operator.mul, "*")
+
+    def __rmul__(self, o: Any) -> Derived:
+        return self._op(o, operator.mul, "*", reverse=True)
+
+    def __floordiv__(self, o: Any) -> Derived:
+        return self._op(o, operator.floordiv, "//")
+
+    def __rfloordiv__(self, o: Any) -> Derived:
+        return self._op(o, operator.floordiv, "//", reverse=True)
+
+    def __truediv__(self, o: Any) -> Derived:
+        return self._op(o, operator.truediv, "/")
+
+    def __mod__(self, o: Any) -> Derived:
+        return self._op(o, operator.mod, "%")
+
+    def __neg__(self) -> Derived:
+        return Derived(operator.neg, (self,), f"-{self!r}")
+
+
+class Choice(ValueExpr):
     """A categorical value decision. Pass the same object to several modules to make them
     one decision (e.g. the width of fc1's output and fc2's input)."""
 
@@ -52,14 +140,47 @@ class Choice:
             if any(_same_value(v, w) for w in values[:i]):
                 raise ConfigError(f"choice {label!r} lists {v!r} twice: {values}")
         self.label = label
-        self.values = values
+        self._values = values
+
+    @property
+    def values(self) -> list[Value]:
+        return self._values
 
     @property
     def default(self) -> Value:
-        return self.values[0]
+        return self._values[0]
+
+    def sources(self) -> list[Choice]:
+        return [self]
+
+    def evaluate_with(self, pick: Callable[[Choice], Value]) -> Value:
+        return pick(self)
 
     def __repr__(self) -> str:
-        return f"choice({self.label!r}, {self.values!r})"
+        return f"choice({self.label!r}, {self._values!r})"
+
+
+class Derived(ValueExpr):
+    """A value computed from choices (and constants) by ``fn`` when the space is frozen."""
+
+    def __init__(self, fn: Callable[..., Any], operands: Sequence[Any], text: str) -> None:
+        self.fn = fn
+        self.operands = tuple(operands)
+        self.text = text
+
+    def sources(self) -> list[Choice]:
+        out: list[Choice] = []
+        for o in self.operands:
+            if isinstance(o, ValueExpr):
+                out += [c for c in o.sources() if all(c is not d for d in out)]
+        return out
+
+    def evaluate_with(self, pick: Callable[[Choice], Value]) -> Value:
+        args = [o.evaluate_with(pick) if isinstance(o, ValueExpr) else o for o in self.operands]
+        return self.fn(*args)
+
+    def __repr__(self) -> str:
+        return self.text
 
 
 def choice(label: str, values: Sequence[Value]) -> Choice:
@@ -183,22 +304,28 @@ def has_mutables(module: nn.Module) -> bool:
     return any(isinstance(m, Mutable) for m in module.modules())
 
 
-def _resolve(value: int | Choice, arch: dict[str, Any] | None) -> Any:
-    if isinstance(value, Choice):
-        return value.default if arch is None else arch[value.label]
+def _resolve(value: Any, arch: dict[str, Any] | None) -> Any:
+    """A plain value as is; a choice or derived value for ``arch`` (None: the defaults)."""
+    if isinstance(value, ValueExpr):
+        return value.evaluate(arch)
     return value
 
 
-def _choice_decisions(*values: Any) -> list[tuple[object, Decision]]:
-    out: list[tuple[object, Decision]] = []
+def sources_of(*values: Any) -> list[Choice]:
+    """The choices behind ``values`` (choices and derived values), each once, in order."""
+    out: list[Choice] = []
     for v in values:
-        if isinstance(v, Choice) and all(owner is not v for owner, _ in out):
-            out.append((v, Decision(v.label, "value", tuple(v.values))))
+        if isinstance(v, ValueExpr):
+            out += [c for c in v.sources() if all(c is not d for d in out)]
     return out
 
 
-def _max_size(value: int | Choice, what: str) -> int:
-    values = value.values if isinstance(value, Choice) else [value]
+def _choice_decisions(*values: Any) -> list[tuple[object, Decision]]:
+    return [(c, Decision(c.label, "value", tuple(c.values))) for c in sources_of(*values)]
+
+
+def _max_size(value: int | ValueExpr, what: str) -> int:
+    values = value.values if isinstance(value, ValueExpr) else [value]
     for v in values:
         if isinstance(v, bool) or not isinstance(v, int) or v < 1:
             raise ConfigError(f"{what} must be positive ints (or a choice of them), got {value!r}")
@@ -260,28 +387,48 @@ class LayerChoice(Mutable):
 # ----------------------------------------------------------------------------- InputChoice
 
 
-class ChosenInputs(nn.Module):
-    """The frozen InputChoice: the sum of the chosen inputs."""
+REDUCTIONS = ("sum", "mean", "concat", "none")
 
-    def __init__(self, indices: Sequence[int]) -> None:
+
+def reduce_inputs(tensors: list[torch.Tensor], reduction: str) -> Any:
+    """Combine the chosen inputs: ``sum``, ``mean``, ``concat`` (channels, dim 1) or
+    ``none`` (the list itself)."""
+    if reduction == "none":
+        return list(tensors)
+    if reduction == "concat":
+        return torch.cat(tensors, dim=1)
+    out = tensors[0]
+    for t in tensors[1:]:
+        out = out + t
+    return out / len(tensors) if reduction == "mean" else out
+
+
+class ChosenInputs(nn.Module):
+    """The frozen InputChoice: the chosen inputs, reduced."""
+
+    def __init__(self, indices: Sequence[int], reduction: str = "sum") -> None:
         super().__init__()
         self.indices = list(indices)
+        self.reduction = reduction
 
-    def forward(self, inputs: Sequence[torch.Tensor]) -> torch.Tensor:
-        out = inputs[self.indices[0]]
-        for i in self.indices[1:]:
-            out = out + inputs[i]
-        return out
+    def forward(self, inputs: Sequence[torch.Tensor]) -> Any:
+        return reduce_inputs([inputs[i] for i in self.indices], self.reduction)
+
+    def current_indices(self) -> list[int]:
+        return list(self.indices)
 
     def extra_repr(self) -> str:
-        return f"indices={self.indices}"
+        return f"indices={self.indices}, reduction={self.reduction!r}"
 
 
 class InputChoice(Mutable):
     """Choose ``n_chosen`` of ``n_candidates`` inputs; the forward takes the list of all
-    candidate tensors and returns the sum of the chosen ones."""
+    candidate tensors and reduces the chosen ones: ``reduction`` is ``sum`` (default),
+    ``mean``, ``concat`` (along channels) or ``none`` (a list of the chosen tensors), as
+    in NNI."""
 
-    def __init__(self, n_candidates: int, n_chosen: int = 1, label: str | None = None) -> None:
+    def __init__(self, n_candidates: int, n_chosen: int = 1, reduction: str = "sum",
+                 label: str | None = None) -> None:
         super().__init__()
         if not (isinstance(n_candidates, int) and n_candidates >= 1):
             raise ConfigError(f"InputChoice {label!r}: n_candidates must be >= 1, "
@@ -289,8 +436,12 @@ class InputChoice(Mutable):
         if not (isinstance(n_chosen, int) and 1 <= n_chosen <= n_candidates):
             raise ConfigError(f"InputChoice {label!r}: n_chosen must be in 1..{n_candidates}, "
                               f"got {n_chosen!r}")
+        if reduction not in REDUCTIONS:
+            raise ConfigError(f"InputChoice {label!r}: reduction must be one of "
+                              f"{', '.join(REDUCTIONS)}, got {reduction!r}")
         self.n_candidates = n_candidates
         self.n_chosen = n_chosen
+        self.reduction = reduction
         self.label = label
 
     def decisions_here(self) -> list[tuple[object, Decision]]:
@@ -298,13 +449,20 @@ class InputChoice(Mutable):
                                 n_chosen=self.n_chosen))]
 
     def freeze(self, arch: dict[str, Any]) -> nn.Module:
-        return ChosenInputs(arch[self.label])
+        return ChosenInputs(arch[self.label], self.reduction)
 
-    def forward(self, inputs: Sequence[torch.Tensor]) -> torch.Tensor:
+    def check_inputs(self, inputs: Sequence[torch.Tensor]) -> None:
         if len(inputs) != self.n_candidates:
             raise ValueError(f"InputChoice {self.label!r} expects {self.n_candidates} inputs, "
                              f"got {len(inputs)}")
-        return ChosenInputs(range(self.n_chosen))(inputs)
+
+    def current_indices(self) -> list[int]:
+        """The inputs the unfrozen module reads: the default, the first ``n_chosen``."""
+        return list(range(self.n_chosen))
+
+    def forward(self, inputs: Sequence[torch.Tensor]) -> Any:
+        self.check_inputs(inputs)
+        return ChosenInputs(range(self.n_chosen), self.reduction)(inputs)
 
 
 # ----------------------------------------------------------------------------- Repeat
@@ -326,6 +484,10 @@ class Repeat(Mutable):
                 raise ConfigError(f"Repeat {label!r}: depth range must be (min, max), "
                                   f"got {depth!r}")
             depth = Choice(label, list(range(depth[0], depth[1] + 1)))
+        elif isinstance(depth, ValueExpr) and not isinstance(depth, Choice):
+            raise ConfigError(f"Repeat {label!r}: the depth must be an int, (min, max) or a "
+                              f"choice, not a derived value ({depth!r}); use a choice of the "
+                              "depths themselves")
         elif isinstance(depth, Choice) and label not in (None, depth.label):
             raise ConfigError(f"Repeat label {label!r} differs from its depth choice's "
                               f"label {depth.label!r}; leave one of them out")
@@ -386,7 +548,7 @@ class MutableLinear(Mutable):
     """``nn.Linear`` whose sizes may be choices. One weight of the largest size; a width
     ``w`` uses its first ``w`` rows (and the first ``in`` columns the input has)."""
 
-    def __init__(self, in_features: int | Choice, out_features: int | Choice,
+    def __init__(self, in_features: int | ValueExpr, out_features: int | ValueExpr,
                  bias: bool = True) -> None:
         super().__init__()
         self.in_features = in_features
@@ -397,7 +559,7 @@ class MutableLinear(Mutable):
         self.bias = full.bias
 
     def value_choices(self) -> list[Choice]:
-        return [c for c in (self.in_features, self.out_features) if isinstance(c, Choice)]
+        return sources_of(self.in_features, self.out_features)
 
     def decisions_here(self) -> list[tuple[object, Decision]]:
         return _choice_decisions(self.in_features, self.out_features)
@@ -414,7 +576,7 @@ class MutableLinear(Mutable):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         n_out = _resolve(self.out_features, None)
         bias = None if self.bias is None else self.bias[:n_out]
-        n_in = x.shape[-1] if isinstance(self.in_features, Choice) else self.weight.shape[1]
+        n_in = x.shape[-1] if isinstance(self.in_features, ValueExpr) else self.weight.shape[1]
         return F.linear(x, self.weight[:n_out, :n_in], bias)
 
     def extra_repr(self) -> str:
@@ -426,29 +588,31 @@ def same_padding(kernel_size: int, dilation: int) -> int:
 
 
 class MutableConv2d(Mutable):
-    """``nn.Conv2d`` whose channels and (square) kernel size may be choices.
+    """``nn.Conv2d`` whose channels, (square) kernel size and padding may be choices or
+    values derived from them (``padding=kernel // 2``).
 
     One weight of the largest size: a width uses the first channels, a kernel size the
-    centre of the largest kernel. A kernel-size choice needs ``padding='same'`` so every
-    kernel gives the same output size (odd kernels; padding ``dilation * (k - 1) // 2``).
-    Channel choices need ``groups=1``.
+    centre of the largest kernel. A kernel-size choice needs every kernel to give the same
+    output size: ``padding='same'`` (odd kernels; padding ``dilation * (k - 1) // 2``) or
+    a padding derived from the kernel that keeps ``2 * padding - dilation * (k - 1)``
+    constant. Channel choices need ``groups=1``.
     """
 
-    def __init__(self, in_channels: int | Choice, out_channels: int | Choice,
-                 kernel_size: int | Choice, stride: int = 1, padding: int | str = 0,
-                 dilation: int = 1, groups: int = 1, bias: bool = True) -> None:
+    def __init__(self, in_channels: int | ValueExpr, out_channels: int | ValueExpr,
+                 kernel_size: int | ValueExpr, stride: int = 1,
+                 padding: int | str | ValueExpr = 0, dilation: int = 1, groups: int = 1,
+                 bias: bool = True) -> None:
         super().__init__()
-        kernels = kernel_size.values if isinstance(kernel_size, Choice) else [kernel_size]
+        kernels = kernel_size.values if isinstance(kernel_size, ValueExpr) else [kernel_size]
         k_max = _max_size(kernel_size, "MutableConv2d kernel sizes")
-        if padding not in ("same", "valid") and not (isinstance(padding, int) and padding >= 0):
-            raise ConfigError(f"MutableConv2d padding must be an int >= 0, 'same' or 'valid', "
-                              f"got {padding!r}")
+        if not isinstance(padding, ValueExpr) and padding not in ("same", "valid") and \
+                not (isinstance(padding, int) and not isinstance(padding, bool) and padding >= 0):
+            raise ConfigError(f"MutableConv2d padding must be an int >= 0, 'same', 'valid' or "
+                              f"a choice (or value derived from one), got {padding!r}")
         if padding == "same" and any(k % 2 == 0 for k in kernels):
             raise ConfigError(f"padding='same' needs odd kernel sizes, got {kernels}")
-        if isinstance(kernel_size, Choice) and padding != "same":
-            raise ConfigError(f"kernel size choice {kernel_size.label!r} needs padding='same' "
-                              "(otherwise each kernel gives another output size)")
-        if groups != 1 and (isinstance(in_channels, Choice) or isinstance(out_channels, Choice)):
+        if groups != 1 and (isinstance(in_channels, ValueExpr)
+                            or isinstance(out_channels, ValueExpr)):
             raise ConfigError("MutableConv2d with channel choices needs groups=1")
         self.in_channels = in_channels
         self.out_channels = out_channels
@@ -457,36 +621,75 @@ class MutableConv2d(Mutable):
         self.padding = padding
         self.dilation = dilation
         self.groups = groups
+        self._check_output_size()
         full = nn.Conv2d(_max_size(in_channels, "MutableConv2d in_channels"),
                          _max_size(out_channels, "MutableConv2d out_channels"), k_max,
                          stride=stride, dilation=dilation, groups=groups, bias=bias)
         self.weight = full.weight
         self.bias = full.bias
 
+    def _check_output_size(self) -> None:
+        """Every (kernel, padding) the choices allow must give the same output size, so the
+        layers after it fit every architecture and the kernels can share one weight."""
+        sources = sources_of(self.kernel_size, self.padding)
+        if not sources:
+            return
+        growth: set[int] = set()
+        pairs = []
+        for combo in itertools.product(*(c.values for c in sources)):
+            picked = {c.label if c.label is not None else id(c): v
+                      for c, v in zip(sources, combo)}
+
+            def pick(c: Choice, picked: dict = picked) -> Any:
+                return picked[c.label if c.label is not None else id(c)]
+
+            k = self.kernel_size.evaluate_with(pick) \
+                if isinstance(self.kernel_size, ValueExpr) else self.kernel_size
+            pad = self.padding.evaluate_with(pick) \
+                if isinstance(self.padding, ValueExpr) else self.padding
+            if isinstance(pad, bool) or not isinstance(pad, (int, str)) or \
+                    (isinstance(pad, int) and pad < 0):
+                raise ConfigError(f"MutableConv2d padding {self.padding!r} gives {pad!r}; it "
+                                  "must give ints >= 0")
+            p = self.pad_for_values(k, pad)
+            growth.add(2 * p - self.dilation * (k - 1))
+            pairs.append((k, p))
+        if len(growth) > 1:
+            hint = ("padding='same'" if not isinstance(self.padding, ValueExpr)
+                    else "a padding such as kernel // 2")
+            raise ConfigError(
+                f"MutableConv2d kernel size {self.kernel_size!r} with padding "
+                f"{self.padding!r} gives different output sizes for (kernel, padding) "
+                f"{sorted(set(pairs))}; use {hint} so every kernel keeps the output size")
+
     @property
     def max_kernel(self) -> int:
         return self.weight.shape[-1]
 
-    def pad_for(self, k: int) -> int:
-        if self.padding == "same":
+    def pad_for_values(self, k: int, padding: int | str) -> int:
+        if padding == "same":
             return same_padding(k, self.dilation)
-        return 0 if self.padding == "valid" else int(self.padding)
+        return 0 if padding == "valid" else int(padding)
+
+    def pad_for(self, k: int, arch: dict[str, Any] | None = None) -> int:
+        """The padding for kernel ``k``; a derived padding is evaluated for ``arch``."""
+        return self.pad_for_values(k, _resolve(self.padding, arch))
 
     def kernel_slice(self, k: int) -> slice:
         start = (self.max_kernel - k) // 2
         return slice(start, start + k)
 
     def value_choices(self) -> list[Choice]:
-        return [c for c in (self.in_channels, self.out_channels, self.kernel_size)
-                if isinstance(c, Choice)]
+        return sources_of(self.in_channels, self.out_channels, self.kernel_size, self.padding)
 
     def decisions_here(self) -> list[tuple[object, Decision]]:
-        return _choice_decisions(self.in_channels, self.out_channels, self.kernel_size)
+        return _choice_decisions(self.in_channels, self.out_channels, self.kernel_size,
+                                 self.padding)
 
     def freeze(self, arch: dict[str, Any]) -> nn.Module:
         c_in, c_out = _resolve(self.in_channels, arch), _resolve(self.out_channels, arch)
         k = _resolve(self.kernel_size, arch)
-        conv = nn.Conv2d(c_in, c_out, k, stride=self.stride, padding=self.pad_for(k),
+        conv = nn.Conv2d(c_in, c_out, k, stride=self.stride, padding=self.pad_for(k, arch),
                          dilation=self.dilation, groups=self.groups, bias=self.bias is not None)
         ks = self.kernel_slice(k)
         with torch.no_grad():
@@ -498,7 +701,7 @@ class MutableConv2d(Mutable):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         c_out, k = _resolve(self.out_channels, None), _resolve(self.kernel_size, None)
         ks = self.kernel_slice(k)
-        c_in = x.shape[1] if isinstance(self.in_channels, Choice) else self.weight.shape[1]
+        c_in = x.shape[1] if isinstance(self.in_channels, ValueExpr) else self.weight.shape[1]
         weight = self.weight[:c_out, :c_in, ks, ks]
         bias = None if self.bias is None else self.bias[:c_out]
         return F.conv2d(x, weight, bias, self.stride, self.pad_for(k), self.dilation,
@@ -513,7 +716,7 @@ class MutableBatchNorm2d(Mutable, nn.BatchNorm2d):
     """``nn.BatchNorm2d`` whose width may be a choice (it normalises the channels it gets,
     using the first entries of its statistics and affine parameters)."""
 
-    def __init__(self, num_features: int | Choice, eps: float = 1e-5, momentum: float = 0.1,
+    def __init__(self, num_features: int | ValueExpr, eps: float = 1e-5, momentum: float = 0.1,
                  affine: bool = True, track_running_stats: bool = True) -> None:
         nn.BatchNorm2d.__init__(self, _max_size(num_features, "MutableBatchNorm2d width"),
                                 eps=eps, momentum=momentum, affine=affine,
@@ -521,7 +724,7 @@ class MutableBatchNorm2d(Mutable, nn.BatchNorm2d):
         self.width = num_features
 
     def value_choices(self) -> list[Choice]:
-        return [self.width] if isinstance(self.width, Choice) else []
+        return sources_of(self.width)
 
     def decisions_here(self) -> list[tuple[object, Decision]]:
         return _choice_decisions(self.width)
@@ -555,7 +758,8 @@ class MutableBatchNorm2d(Mutable, nn.BatchNorm2d):
 class Parametrized(Mutable):
     """Any module constructor with value choices among its arguments, e.g.
     ``Parametrized(nn.Dropout, p=choice('drop', [0.1, 0.3]))`` or
-    ``Parametrized(make_activation, choice('act', ['relu', 'gelu']))``.
+    ``Parametrized(make_activation, choice('act', ['relu', 'gelu']))``; derived values
+    (``Parametrized(nn.MaxPool2d, k, padding=k // 2)``) are computed per variant.
 
     Every combination of the choices is instantiated (at most 64): frozen, it is the
     chosen one; unfrozen, the first.
@@ -566,10 +770,7 @@ class Parametrized(Mutable):
     def __init__(self, factory: Callable[..., nn.Module], *args: Any, **kwargs: Any) -> None:
         super().__init__()
         self.factory_name = getattr(factory, "__name__", type(factory).__name__)
-        found: list[Choice] = []
-        for v in itertools.chain(args, kwargs.values()):
-            if isinstance(v, Choice) and all(v is not c for c in found):
-                found.append(v)
+        found = sources_of(*args, *kwargs.values())
         self.choices = found
         combos = list(itertools.product(*(c.values for c in found)))
         if len(combos) > self.MAX_VARIANTS:
@@ -581,7 +782,9 @@ class Parametrized(Mutable):
             picked = {id(c): v for c, v in zip(found, combo)}
 
             def fix(v: Any, picked: dict[int, Any] = picked) -> Any:
-                return picked[id(v)] if isinstance(v, Choice) else v
+                if isinstance(v, ValueExpr):
+                    return v.evaluate_with(lambda src: picked[id(src)])
+                return v
 
             module = factory(*(fix(a) for a in args), **{k: fix(v) for k, v in kwargs.items()})
             if not isinstance(module, nn.Module):

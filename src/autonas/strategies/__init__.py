@@ -79,15 +79,19 @@ def _load_builtins() -> None:
         darts_minus,  # noqa: F401
         darts_model,  # noqa: F401
         enas,  # noqa: F401
+        enas_model,  # noqa: F401
         evolution,  # noqa: F401
         gdas,  # noqa: F401
+        gdas_model,  # noqa: F401
         grid_search,  # noqa: F401
         nsga2,  # noqa: F401
         p_darts,  # noqa: F401
         pc_darts,  # noqa: F401
+        proxyless,  # noqa: F401
         random_search,  # noqa: F401
         reinforce,  # noqa: F401
         spos,  # noqa: F401
+        spos_model,  # noqa: F401
         tpe,  # noqa: F401
     )
 
