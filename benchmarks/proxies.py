@@ -7,6 +7,8 @@ proxies at initialisation (``--proxy-batches`` minibatches of ``--batch-size`` t
 images), then trained for ``--epochs`` epochs with autonas' default recipe (no time limit,
 best epoch by validation AUC) and evaluated on the validation split. The ``macro`` space is
 drawn without its ``train.*`` choices: proxies see architectures, not learning rates.
+Architectures over ``--max-mflops`` (multiply-adds of one image) are drawn again, as a CPU
+search would exclude them with ``search.max_flops``; the macro space reaches 5 GFLOPs.
 Training is epoch-based and one-threaded, so the ranks do not depend on how busy the machine
 is. Finished architectures are kept in ``--out`` and reused on a rerun. Prints one JSON
 document (Spearman and Kendall rank correlations, with p-values) and writes it under
@@ -32,6 +34,7 @@ from autonas.proxies import PROXIES, score
 from autonas.spaces import BuildSpec, make_space
 from autonas.training.budget import Deadline
 from autonas.training.device import configure_threads, seed_everything
+from autonas.training.profile import count_flops
 from autonas.training.trainer import TrainConfig, fit
 
 HERE = Path(__file__).resolve().parent
@@ -93,6 +96,8 @@ def main() -> None:
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--proxy-batches", type=int, default=2)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--max-mflops", type=float, default=300.0,
+                   help="redraw architectures over this many million FLOPs per image")
     p.add_argument("--out", default=None, help="per-architecture results (default: "
                    "benchmarks/results/proxies/DATASET)")
     args = p.parse_args()
@@ -104,13 +109,18 @@ def main() -> None:
     document: dict[str, Any] = {
         "benchmark": "proxies", "dataset": data.name, "n": args.n, "epochs": args.epochs,
         "proxy_batches": args.proxy_batches, "batch_size": args.batch_size,
-        "seed": args.seed, "threads": torch.get_num_threads(), "spaces": {}}
+        "seed": args.seed, "max_mflops": args.max_mflops,
+        "threads": torch.get_num_threads(), "spaces": {}}
     for space_name in args.spaces:
         space = make_space(space_name, **SPACE_OPTIONS.get(space_name, {}))
         rng = random.Random(args.seed)
         rows = []
+        spec = BuildSpec(data.channels, data.n_classes, data.image_size[0], **CELL_SIZE)
+        shape = (data.channels, *data.image_size)
         for i in range(args.n):
             arch = space.sample(rng)
+            while count_flops(space.build(arch, spec), shape) > args.max_mflops * 1e6:
+                arch = space.sample(rng)
             cache = out / f"{space_name}-e{args.epochs}-{i:03d}.json"
             if cache.is_file() and json.loads(cache.read_text())["arch"] == arch:
                 row = json.loads(cache.read_text())
