@@ -30,9 +30,9 @@ def search_honesty(strategy: Strategy, space: SearchSpace, result: SearchResult)
     needed = random_phase_trials(strategy)
     complete = result.extra.get("states", {}).get("COMPLETE")
     if needed and complete is not None and complete <= needed:
-        return {"limited": f"{complete} trials finished, fewer than the {needed} "
-                           f"{strategy.name} needs before it stops being random: the result "
-                           "is the best of random architectures"}
+        return {"limited": f"{complete} trials finished, and {strategy.name} draws its "
+                           f"first {needed} at random: the result is the best of random "
+                           "architectures"}
     return {}
 
 
