@@ -104,7 +104,7 @@ def search_phase(cfg: RunConfig, run: RunDir, data: ImageData, space: SearchSpac
     arch = space.validate(result.architecture)
     honesty = search_honesty(strategy, space, result)
     if "fallback" in honesty:
-        arch = space.validate(honesty["default_arch"])
+        arch = space.validate(honesty.pop("default_arch"))
     run.write_json("search/result.json", {
         "strategy": cfg.strategy, "stopped": result.stopped, "epochs": result.epochs,
         "architecture": arch, **result.extra, **honesty,
