@@ -135,14 +135,16 @@ class DartsSpace(SearchSpace):
 
     def default_arch(self) -> dict:
         """DARTS-V2's cells (Liu et al., 2019) when this space holds their ops and four
-        nodes; otherwise each node joins the two latest states with the space's first
-        parametric op (the first one that is neither zero, skip nor pooling)."""
+        nodes; otherwise a residual chain: each node applies the space's first parametric op
+        (neither zero, skip nor pooling) to the latest state and adds a skip connection from
+        the state before it (both ops the parametric one if the space has no skip)."""
         if self.nodes == 4 and set(DARTS_V2_OPS) <= set(self.ops):
             return self.validate(DARTS_V2)
-        params = [op for op in self.ops
-                  if op not in ZERO_OPS | SKIP_OPS and "pool" not in op]
-        op = (params or [op for op in self.ops if op not in ZERO_OPS])[0]
-        cell = [[[op, i], [op, i + 1]] for i in range(self.nodes)]
+        real = [op for op in self.ops if op not in ZERO_OPS]
+        params = [op for op in real if op not in SKIP_OPS and "pool" not in op]
+        op = (params or real)[0]
+        skip = next((o for o in real if o in SKIP_OPS), op)
+        cell = [[[skip, i], [op, i + 1]] for i in range(self.nodes)]
         return self.validate({"normal": cell, "reduce": cell})
 
     def describe(self, arch: dict) -> str:
