@@ -218,7 +218,7 @@ def test_paths_escaping_the_image_folder(tmp_path: Path, name: str) -> None:
 
 def test_absolute_path_inside_the_image_folder_is_fine(tmp_path: Path) -> None:
     image_dir = tmp_path / "images"
-    files = [_png(image_dir / f"{i}.png", 20 * i) for i in range(6)]
+    files = [_png(image_dir / f"{i}.png", 20 * i) for i in range(8)]
     lines = ["file,label"] + [f"{f},{'ab'[i % 2]}" for i, f in enumerate(files)]
     (tmp_path / "labels.csv").write_text("\n".join(lines) + "\n")
     data = from_csv(tmp_path / "labels.csv", image_dir, "file", "label", image_size=8,

@@ -34,7 +34,8 @@ def _loaded(n_train: int, device: str, **options) -> int:
 
 def test_search_images_caps_the_images_per_epoch() -> None:
     assert _loaded(200, "cpu", search_images=60) == 60
-    assert _loaded(200, "cpu", search_images=None) == 200
+    assert _loaded(1300, "cpu") == 1200  # the default cap
+    assert _loaded(1300, "cpu", search_images=None) == 1300  # null: no cap, not the default
     assert _loaded(40, "cpu", search_images=60) == 40  # small sets are used whole
 
 

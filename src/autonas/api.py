@@ -36,7 +36,7 @@ from .data.folder import RESIZE_MODES
 from .data.inputs import as_labels, encode_fit_labels, encode_labels, label_key, read_inputs
 from .data.validate import validate_arrays
 from .errors import AutonasError, ConfigError, DataError
-from .export.wrap import ImageModel
+from .export.wrap import ImageModel, unit_scale
 from .pipeline import (
     RunInterrupted,
     build_spec,
@@ -457,8 +457,9 @@ class ImageClassifier(ClassifierMixin, BaseEstimator):
 
     def _set_model(self, network: torch.nn.Module, normalizer: Normalizer,
                    meta: dict[str, Any]) -> None:
-        self.model_ = ImageModel(network, normalizer, meta["build"]["in_channels"]).to(
-            self.device_).eval()
+        unit = unit_scale(getattr(self, "input_spec_", None) or {})
+        self.model_ = ImageModel(network, normalizer, meta["build"]["in_channels"],
+                                 unit_scale_trained=unit).to(self.device_).eval()
         self.architecture_ = meta["arch"]
 
     def _state(self, data: ImageData, cfg: RunConfig, fitted: bool) -> dict[str, Any]:

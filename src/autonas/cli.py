@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+import os
+import shutil
+import sys
+import warnings
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -12,11 +17,21 @@ import yaml
 from rich.markup import escape as rich_escape
 from rich.table import Table
 
-from .config import RunConfig
+from .config import RunConfig, check_search_options
+from .data.validate import check_train_counts
 from .errors import AutonasError, ConfigError
-from .pipeline import RunInterrupted, execute
+from .pipeline import (
+    RunInterrupted,
+    check_data_parallel,
+    execute,
+    execute_data_parallel,
+    joined_group,
+    load_data,
+    rank0_value,
+)
 from .run import RunDir
-from .training.budget import parse_duration
+from .training import distributed
+from .training.budget import parse_duration, process_start
 from .ui import console, setup_console_logging
 
 app = typer.Typer(
@@ -66,6 +81,11 @@ Loss = Annotated[str | None, typer.Option("--loss", help="Loss of the search and
                                           "retraining: ce (cross-entropy) or focal (focal "
                                           "loss, gamma train.focal_gamma) (default: ce).",
                                           show_default=False)]
+Ddp = Annotated[int | None, typer.Option("--ddp", help="Data-parallel: run the search and "
+                                        "retraining on N local processes (gloo on CPU, NCCL "
+                                        "on GPUs); the global batch is split across them. "
+                                        "Under torchrun, leave it out.",
+                                        show_default=False)]
 ClassWeights = Annotated[str | None, typer.Option("--class-weights", help="none, or auto: "
                                                   "weight each class by its inverse training "
                                                   "frequency, in the search and retraining "
@@ -104,7 +124,10 @@ def build_config(*, config: Path | None, dataset: str | None, data: Path | None,
                  epochs: int | None, retrain_epochs: int | None, seed: int | None,
                  device: str | None, sets: Sequence[str] | None,
                  max_trials: int | None = None, storage: str | None = None,
-                 loss: str | None = None, class_weights: str | None = None) -> RunConfig:
+                 loss: str | None = None, class_weights: str | None = None,
+                 check_search: bool = True) -> RunConfig:
+    """The run's config from defaults, --config, flags and --set, every value type-checked
+    (the strategy's own options too, unless ``check_search`` is off: no search runs)."""
     d: dict[str, Any] = RunConfig().to_dict()
     if config is not None:
         loaded = RunConfig.load(config).to_dict()
@@ -129,7 +152,10 @@ def build_config(*, config: Path | None, dataset: str | None, data: Path | None,
             d["search"] = {**d.get("search", {}), key: value}
     _apply_losses(d, loss, class_weights)
     _apply_sets(d, sets or [])
-    return RunConfig.from_dict(d)
+    cfg = RunConfig.from_dict(d)
+    if check_search:
+        check_search_options(cfg)
+    return cfg
 
 
 def _apply_losses(d: dict[str, Any], loss: str | None, class_weights: str | None) -> None:
@@ -169,19 +195,41 @@ def _run_name(cfg: RunConfig) -> str:
 
 def _execute(cfg: RunConfig | None, phases: Sequence[str], *, out: Path | None,
              resume: Path | None, budget: str | None, device: str | None = None,
-             arch: dict[str, Any] | None = None) -> dict[str, Any]:
+             arch: dict[str, Any] | None = None, ddp: int | None = None) -> dict[str, Any]:
     setup_console_logging()
     try:
-        if resume is not None:
-            run = RunDir.open(resume)
-            cfg = RunConfig.from_dict(run.read_yaml("config.yaml"))
-            if device is not None:
-                cfg.device = device
-            seconds = parse_duration(budget) if budget is not None else None
-            return execute(cfg, run, phases, resume=True, arch=arch, budget_seconds=seconds)
-        assert cfg is not None
-        run = RunDir.create(out, _run_name(cfg))
-        return execute(cfg, run, phases, arch=arch)
+        with warnings_on_console():
+            options: dict[str, Any] = {"arch": arch, "clock_start": command_clock()}
+            if ddp is not None:
+                distributed.check_world_size(ddp)
+                if distributed.env_world_size() > 1:
+                    raise ConfigError("--ddp launches its own processes; under torchrun leave "
+                                      "it out (torchrun --nproc-per-node N -m autonas ...)")
+            if resume is not None:
+                run = RunDir.open(resume)
+                cfg = RunConfig.from_dict(run.read_yaml("config.yaml"))
+                if device is not None:
+                    cfg.device = device
+                options.update(resume=True, budget_seconds=(
+                    parse_duration(budget) if budget is not None else None))
+                return _launch(cfg, run, phases, ddp, options)
+            assert cfg is not None
+            if ddp is not None:
+                check_data_parallel(cfg, phases, processes=ddp)  # before the folder exists
+            with joined_group(cfg):  # a torchrun rank joins here
+                data = load_data(cfg)  # bad data fails here, before a run folder exists
+                if "search" in phases:
+                    check_train_counts(data.train_y, data.n_classes, data.name)
+                existed = out is not None and out.exists()
+                run = RunDir(rank0_value(lambda: _new_run_folder(out, cfg)))
+                if ddp is None:
+                    options["data"] = data  # the ranks of --ddp load their own copy
+                try:
+                    return _launch(cfg, run, phases, ddp, options)
+                except AutonasError:
+                    if distributed.is_writer():
+                        discard_unstarted_run(run, keep_folder=existed)
+                    raise
     except RunInterrupted as stop:
         console.print(f"\n[yellow]{stop.phase} interrupted.[/] Everything up to the last "
                       f"finished epoch is saved in {stop.run.path}.\nContinue with: "
@@ -192,7 +240,79 @@ def _execute(cfg: RunConfig | None, phases: Sequence[str], *, out: Path | None,
     raise AssertionError("unreachable")
 
 
-RESUME_KEEPS = ("resume", "budget", "device")
+@contextmanager
+def warnings_on_console() -> Iterator[None]:
+    """Python warnings (e.g. about the data) as one plain console line, not file:line
+    noise on stderr."""
+    with warnings.catch_warnings():
+        def show(message: Warning | str, category: type[Warning], filename: str,
+                 lineno: int, file: Any = None, line: str | None = None) -> None:
+            console.print(f"[yellow]warning:[/] {rich_escape(str(message))}")
+
+        warnings.showwarning = show
+        yield
+
+
+def _launch(cfg: RunConfig, run: RunDir, phases: Sequence[str], ddp: int | None,
+            options: dict[str, Any]) -> dict[str, Any]:
+    """The phases in this process (one rank under torchrun), or on ``ddp`` local ranks."""
+    if ddp is not None:
+        return execute_data_parallel(cfg, run, phases, ddp, **options)
+    with joined_group(cfg):
+        return execute(cfg, run, phases, **options)
+
+
+def _new_run_folder(out: Path | None, cfg: RunConfig) -> str:
+    check_out(out)
+    return str(create_run_dir(out, _run_name(cfg)).path)
+
+
+def check_out(out: Path | None) -> None:
+    """Refuse an --out that cannot become a run folder before any work is done."""
+    target = out if out is not None else Path("runs")
+    if target.exists() and not target.is_dir():
+        raise ConfigError(f"--out {target} is an existing file, not a folder; pass the path "
+                          "of a new (or empty) folder")
+    if out is not None and out.is_dir() and any(out.iterdir()):
+        raise ConfigError(f"output folder {out} already holds files; pass --resume {out} to "
+                          "continue that run, or choose another --out")
+    existing = target
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise ConfigError(f"--out {target}: {existing} is a file, so no folder can be made "
+                          "under it; pass another path")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ConfigError(f"cannot write to {existing} (permission denied), so the run folder "
+                          f"{target} cannot be created there; pass an --out in a folder you "
+                          "can write to")
+
+
+def create_run_dir(out: Path | None, name: str) -> RunDir:
+    try:
+        return RunDir.create(out, name)
+    except OSError as exc:
+        where = out if out is not None else Path("runs")
+        raise ConfigError(f"cannot create the run folder {where}: {exc.strerror or exc}; pass "
+                          "an --out in a folder you can write to") from None
+
+
+def discard_unstarted_run(run: RunDir, *, keep_folder: bool) -> None:
+    """A run that failed before any phase started holds nothing worth resuming: remove what
+    it wrote, so the same --out can be used again."""
+    if run.exists("status.json"):
+        return
+    if not keep_folder:
+        shutil.rmtree(run.path, ignore_errors=True)
+        return
+    for child in run.path.iterdir():
+        if child.is_dir() and not child.is_symlink():
+            shutil.rmtree(child, ignore_errors=True)
+        else:
+            child.unlink(missing_ok=True)
+
+
+RESUME_KEEPS = ("resume", "budget", "device", "ddp")
 """What --resume may be given with: the rest of a run's settings live in its config.yaml."""
 
 
@@ -210,9 +330,9 @@ def refuse_settings_on_resume(ctx: typer.Context, resume: Path | None) -> None:
                   if param.name not in RESUME_KEEPS and given(ctx, param.name)]
     if given_here:
         _fail(f"--resume continues {resume} with the settings in its config.yaml, so "
-              f"{', '.join(given_here)} would be ignored: leave them out (only --budget and "
-              f"--device apply), or edit {resume / 'config.yaml'} first (its search section "
-              "holds max_trials, epochs and the strategy's other options)")
+              f"{', '.join(given_here)} would be ignored: leave them out (only --budget, "
+              f"--device and --ddp apply), or edit {resume / 'config.yaml'} first (its "
+              "search section holds max_trials, epochs and the strategy's other options)")
 
 
 def phases_command(phases: Sequence[str]) -> str:
@@ -330,6 +450,7 @@ def run(
     tensorboard: TensorBoardFlag = False,
     loss: Loss = None,
     class_weights: ClassWeights = None,
+    ddp: Ddp = None,
 ) -> None:
     """Search an architecture, retrain it and evaluate it on the test split."""
     refuse_settings_on_resume(ctx, resume)
@@ -351,8 +472,9 @@ def run(
             cfg.source = source
             cfg.dataset = str(source.get("path") or source.get("csv"))
     summary = _execute(cfg, ("search", "retrain", "evaluate"), out=out, resume=resume,
-                       budget=budget, device=device if given(ctx, "device") else None)
-    print_summary(summary)
+                       budget=budget, device=device if given(ctx, "device") else None, ddp=ddp)
+    if summary.get("rank", 0) == 0:
+        print_summary(summary)
 
 
 @app.command()
@@ -376,6 +498,7 @@ def search(
     tensorboard: TensorBoardFlag = False,
     loss: Loss = None,
     class_weights: ClassWeights = None,
+    ddp: Ddp = None,
 ) -> None:
     """Search only: writes genotype.json (retrain it with `autonas train`)."""
     refuse_settings_on_resume(ctx, resume)
@@ -389,8 +512,9 @@ def search(
         if tensorboard:
             _enable_tensorboard(cfg)
     summary = _execute(cfg, ("search",), out=out, resume=resume, budget=budget,
-                       device=device if given(ctx, "device") else None)
-    print_summary(summary)
+                       device=device if given(ctx, "device") else None, ddp=ddp)
+    if summary.get("rank", 0) == 0:
+        print_summary(summary)
 
 
 @app.command()
@@ -417,6 +541,7 @@ def train(
     set_: Sets = None,
     loss: Loss = None,
     class_weights: ClassWeights = None,
+    ddp: Ddp = None,
 ) -> None:
     """Train the network an architecture describes (select by validation AUC)."""
     arch_dict = None
@@ -434,9 +559,11 @@ def train(
         cfg = _config_or_fail(config=config, dataset=dataset, data=data, size=size,
                               strategy=None, budget=budget, epochs=None, space=space,
                               retrain_epochs=retrain_epochs, seed=seed, device=device, sets=set_,
-                              loss=loss, class_weights=class_weights)
+                              loss=loss, class_weights=class_weights, check_search=False)
     summary = _execute(cfg, ("retrain",), out=out, resume=resume, arch=arch_dict,
-                       budget=budget)
+                       budget=budget, ddp=ddp)
+    if summary.get("rank", 0) != 0:
+        return
     if arch_dict is not None and resume is None and cfg is not None:
         from .pipeline import write_architecture
         from .spaces import make_space
@@ -622,7 +749,8 @@ def datasets() -> None:
 
 TensorBoardFlag = Annotated[bool, typer.Option("--tensorboard", help="Also write search and "
                                                "retrain scalars to RUN_DIR/tensorboard/ (needs "
-                                               "pip install 'autonas[tensorboard]').")]
+                                               "pip install "
+                                               f"'{rich_escape('autonas[tensorboard]')}').")]
 
 
 def _enable_tensorboard(cfg: RunConfig) -> None:
@@ -680,7 +808,21 @@ def _config_or_fail(**kwargs: Any) -> RunConfig:
     raise AssertionError("unreachable")
 
 
+_ENTRY_POINT = False
+
+
+def command_clock() -> float | None:
+    """Where a command's budget starts: the process's start when this process was started
+    for the command (the ``autonas`` script, ``python -m autonas``), so interpreter start and
+    imports count; None (the call itself) when the CLI is driven from other code."""
+    if _ENTRY_POINT or Path(sys.argv[0]).name in ("autonas", "autonas.exe"):
+        return process_start()
+    return None
+
+
 def main() -> None:
+    global _ENTRY_POINT
+    _ENTRY_POINT = True
     app()
 
 

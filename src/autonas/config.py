@@ -12,6 +12,8 @@ from typing import Any
 import yaml
 
 from .errors import ConfigError
+from .option_types import check_options
+from .training.budget import parse_duration
 from .training.trainer import TrainConfig
 
 
@@ -57,10 +59,15 @@ class RunConfig:
     threads: int | None = None
     tensorboard: bool = False
     """Mirror search and retrain scalars into RUN_DIR/tensorboard/ (needs `tensorboard`)."""
+    val_fraction: float | None = None
+    """Hold out this share of train (stratified, seeded) as the validation split instead of
+    the file's own, for .npz data whose validation split is empty or unusable."""
 
     def __post_init__(self) -> None:
         if not 0.0 < self.search_fraction < 1.0:
             raise ConfigError(f"search_fraction must be in (0, 1), got {self.search_fraction}")
+        if self.val_fraction is not None and not 0.0 < self.val_fraction < 1.0:
+            raise ConfigError(f"val_fraction must be in (0, 1), got {self.val_fraction}")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -72,18 +79,22 @@ class RunConfig:
         unknown = sorted(set(d) - known)
         if unknown:
             raise ConfigError(f"unknown config key(s) {unknown}; known: {sorted(known)}")
-        if "network" in d:
-            net = d["network"] or {}
-            if not isinstance(net, dict):
-                raise ConfigError(f"network must be a mapping of options, got {net!r}")
+        for key in ("network", "train", "search", "space_options", "source"):
+            if key in d and d[key] is None:  # an empty YAML section: the defaults
+                d.pop(key)
+        if isinstance(d.get("budget"), str):  # "10m", "1h30m", "none" as on the command line
+            d["budget"] = parse_duration(d["budget"])
+        d = check_options(cls, d)
+        if isinstance(d.get("network"), dict):
+            net = d["network"]
             known_net = {f.name for f in fields(NetworkSize)}
             unknown_net = sorted(set(net) - known_net)
             if unknown_net:
                 raise ConfigError(
                     f"unknown network option(s) {unknown_net}; known: {sorted(known_net)}")
-            d["network"] = NetworkSize(**net)
-        if "train" in d:
-            d["train"] = TrainConfig.from_dict(d["train"])
+            d["network"] = NetworkSize(**check_options(NetworkSize, net, "network"))
+        if isinstance(d.get("train"), dict):
+            d["train"] = TrainConfig.from_dict(check_options(TrainConfig, d["train"], "train"))
         return cls(**d)
 
     @classmethod
@@ -98,3 +109,18 @@ class RunConfig:
         if not isinstance(data, dict):
             raise ConfigError(f"config file {p} must hold a mapping of options")
         return cls.from_dict(data)
+
+
+def check_search_options(cfg: RunConfig) -> None:
+    """Type-check the strategy's options (``search.*``) before anything runs, converting
+    text that YAML read loosely (e.g. ``1e-3``) to the option's type in place."""
+    from .spaces import make_space
+    from .strategies import make_strategy
+
+    space = make_space(cfg.space, **cfg.space_options)
+    strategy_cls = type(make_strategy(cfg.strategy, space))
+    search = check_options(strategy_cls, dict(cfg.search or {}), "search")
+    trial_train = search.get("train")
+    if "train" in strategy_cls.option_names() and isinstance(trial_train, dict):
+        search["train"] = check_options(TrainConfig, trial_train, "search.train")
+    cfg.search = search

@@ -3,36 +3,49 @@
 Each phase records its state in ``status.json``; a resumed run skips finished phases and
 continues the unfinished one from its last checkpoint. The CLI and the Python API both
 call :func:`execute`.
+
+In a data-parallel run (torchrun, or ``--ddp N``: one process per rank, the process group
+joined before :func:`execute`), every rank runs the search and the retraining on its
+shard of each batch; only rank 0 writes the run folder (through its :class:`Recorder`),
+evaluates and writes the report.
 """
 
 from __future__ import annotations
 
+import logging
+import os
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict, replace
 from typing import Any
 
 import numpy as np
 import torch
+from torch import nn
 
 from .config import RunConfig
 from .data import ImageData, Normalizer, load_dataset
 from .errors import ConfigError
 from .fallback import search_honesty
-from .run import RunDir, detach_log, get_logger
+from .recorder import Recorder
+from .result_checks import result_warnings
+from .run import LOGGER_NAME, RunDir, detach_log, get_logger
 from .spaces import BuildSpec, SearchSpace, make_space
 from .spaces.darts import DartsSpace
 from .spaces.user_source import keep_source, source_fields, space_of_run
-from .strategies import SearchContext, make_strategy
+from .strategies import SearchContext, available_strategies, make_strategy
+from .training import distributed
 from .training.budget import Budget, Deadline
 from .training.device import configure_threads, resolve_device, seed_everything, to_channels_last
 from .training.loop import predict_proba
 from .training.metrics import classification_metrics
 from .training.profile import profile_model
+from .training.reserve import REPORT_SECONDS, finish_seconds
+from .training.speed import MachineSpeed
 from .training.trainer import fit
 
 PHASES = ("search", "retrain", "evaluate")
-EVAL_RESERVE = 0.03  # share of the budget kept for evaluation and writing results
 
 
 class RunInterrupted(Exception):
@@ -48,8 +61,11 @@ def load_data(cfg: RunConfig) -> ImageData:
     if cfg.source:
         from .data.folder import load_source
 
-        return load_source(cfg.source, seed=cfg.seed)
-    return load_dataset(cfg.dataset, size=cfg.size)
+        source = dict(cfg.source)
+        if cfg.val_fraction is not None:
+            source["val_fraction"] = cfg.val_fraction
+        return load_source(source, seed=cfg.seed)
+    return load_dataset(cfg.dataset, size=cfg.size, val_fraction=cfg.val_fraction)
 
 
 def build_spec(cfg: RunConfig, data: ImageData) -> BuildSpec:
@@ -93,18 +109,24 @@ def read_architecture(run: RunDir) -> dict[str, Any]:
 
 
 def search_phase(cfg: RunConfig, run: RunDir, data: ImageData, space: SearchSpace,
-                 deadline: Deadline, device: torch.device, resume: bool) -> dict[str, Any]:
+                 deadline: Deadline, device: torch.device, resume: bool,
+                 recorder: Recorder | None = None) -> dict[str, Any]:
     log = get_logger()
+    recorder = recorder or Recorder(run)
     strategy = make_strategy(cfg.strategy, space, **cfg.search)
     log.info("search: %s on %s (%d train images), %s", cfg.strategy, data.name,
              len(data.train_y), _remaining(deadline))
     result = strategy.search(SearchContext(data=data, space=space, run=run, deadline=deadline,
                                            device=device, seed=cfg.seed, resume=resume,
-                                           target=build_spec(cfg, data)))
+                                           target=build_spec(cfg, data), recorder=recorder))
     arch = space.validate(result.architecture)
     honesty = search_honesty(strategy, space, result)
     if "fallback" in honesty:
         arch = space.validate(honesty.pop("default_arch"))
+    # rank 0's architecture is the run's (a time-bound selection may differ across ranks)
+    arch = distributed.broadcast_value(arch)
+    if not recorder.is_writer:
+        return arch
     run.write_json("search/result.json", {
         "strategy": cfg.strategy, "stopped": result.stopped, "epochs": result.epochs,
         "architecture": arch, **result.extra, **honesty,
@@ -126,12 +148,20 @@ def search_phase(cfg: RunConfig, run: RunDir, data: ImageData, space: SearchSpac
 
 
 def retrain_phase(cfg: RunConfig, run: RunDir, data: ImageData, space: SearchSpace,
-                  arch: dict[str, Any], deadline: Deadline, device: torch.device,
-                  resume: bool) -> dict[str, Any]:
+                  arch: dict[str, Any], deadline: Deadline | Callable[[nn.Module], Deadline],
+                  device: torch.device, resume: bool,
+                  speed: MachineSpeed | None = None,
+                  recorder: Recorder | None = None) -> dict[str, Any]:
+    """``deadline`` may be a function of the built network (to keep the time its
+    evaluation will take); ``speed`` holds the machine's speed at the run's start;
+    ``recorder`` writes the rows and checkpoints (rank 0's only, in a data-parallel run)."""
     log = get_logger()
+    recorder = recorder or Recorder(run)
     seed_everything(cfg.seed)
     spec = build_spec(cfg, data)
     model = to_channels_last(space.build(arch, spec).to(device))
+    if callable(deadline):
+        deadline = deadline(model)
     n_params = sum(p.numel() for p in model.parameters() if p.requires_grad)
     log.info("retrain: %d parameters, %s", n_params, _remaining(deadline))
     normalizer = Normalizer.fit(data.train_x)
@@ -140,11 +170,12 @@ def retrain_phase(cfg: RunConfig, run: RunDir, data: ImageData, space: SearchSpa
     if overrides:
         log.info("retrain: the architecture's training options %s", overrides)
     result = fit(model, data, train_cfg, deadline=deadline, device=device, seed=cfg.seed, run=run,
-                 prefix="retrain", normalizer=normalizer, resume=resume)
+                 prefix="retrain", normalizer=normalizer, resume=resume,
+                 machine=speed.slowdown if speed is not None else None, recorder=recorder)
     if result.state_dict is None:
         raise ConfigError("the budget ended before the first training epoch finished; "
                           "give the run a larger --budget")
-    run.save_state("model.pt", result.state_dict)
+    recorder.checkpoint("model.pt", result.state_dict)
     info = {
         "space": cfg.space, "space_options": space.options(), "arch": arch,
         **source_fields(run, cfg.space),
@@ -153,8 +184,10 @@ def retrain_phase(cfg: RunConfig, run: RunDir, data: ImageData, space: SearchSpa
         "params": n_params, "train_overrides": overrides, "best_epoch": result.best_epoch,
         "epochs": result.epochs,
         "planned_epochs": result.planned_epochs, "stopped": result.stopped,
+        "first_plan": result.first_plan, "slowdown": result.slowdown,
+        "replans": result.replans, "start_slowdown": result.start_slowdown,
     }
-    run.write_json("model.json", info)
+    recorder.write_json("model.json", info)
     log.info("retrain finished (%s): best epoch %d of %d, val auc %s acc %.3f", result.stopped,
              result.best_epoch + 1, result.epochs, result.best_metrics.get("auc"),
              result.best_metrics.get("accuracy", float("nan")))
@@ -180,10 +213,17 @@ def evaluate_phase(run: RunDir, data: ImageData, device: torch.device) -> dict[s
     metrics["model"]["device"] = str(device)
     np.savez_compressed(run.file("predictions.npz"), **predictions)
     run.file("model_summary.txt").write_text(f"{model}\n")
+    metrics["warnings"] = result_warnings(meta, predictions)
     run.write_json("metrics.json", metrics)
+    for warning in metrics["warnings"]:
+        get_logger().warning("warning (%s): %s", warning["code"], warning["message"])
     get_logger().info("test: accuracy %.4f, AUC %s, loss %.4f", metrics["test"]["accuracy"],
                       metrics["test"]["auc"], metrics["test"]["loss"])
     return metrics
+
+
+QUICK_RESAMPLES = 200
+"""Bootstrap resamples of a report written when the budget is nearly spent."""
 
 
 # ----------------------------------------------------------------------------- driver
@@ -192,8 +232,12 @@ def evaluate_phase(run: RunDir, data: ImageData, device: torch.device) -> dict[s
 def execute(cfg: RunConfig, run: RunDir, phases: Sequence[str] = PHASES, *,
             resume: bool = False, arch: dict[str, Any] | None = None,
             budget_seconds: float | None = None, data: ImageData | None = None,
-            space: SearchSpace | None = None) -> dict[str, Any]:
+            space: SearchSpace | None = None, clock_start: float | None = None
+            ) -> dict[str, Any]:
     """Run ``phases`` in order inside the budget; returns a summary of what was done.
+
+    The budget runs from ``clock_start`` (a ``time.monotonic()`` value; the CLI passes the
+    process's start) to the written report; by default from this call.
 
     ``budget_seconds`` overrides the time this invocation may use (a resumed run by
     default gets what its original budget has left). ``data`` gives the dataset in memory
@@ -201,75 +245,92 @@ def execute(cfg: RunConfig, run: RunDir, phases: Sequence[str] = PHASES, *,
     ``space`` likewise gives the search space as an object instead of by name.
     """
     log = get_logger()
-    handler = run.attach_log()
+    clock = time.monotonic() if clock_start is None else clock_start
+    writer = distributed.is_writer()
+    recorder = Recorder(run, is_writer=writer)
+    handler = run.attach_log() if writer else None
     mirror = None
     try:
-        if cfg.tensorboard:
+        if distributed.is_distributed():
+            check_data_parallel(cfg, phases, space, distributed.world_size())
+        # Rank 0 reads and updates the run's state; every rank follows its plan.
+        todo, states, seconds = rank0_value(lambda: _plan(cfg, run, phases, resume,
+                                                          budget_seconds))
+        budget = Budget(seconds, start=clock)
+        if cfg.tensorboard and writer:
             from .report.tensorboard import start_mirror
 
             mirror = start_mirror(run.path)
         device = resolve_device(cfg.device)
+        if distributed.is_distributed() and device.type == "cuda":
+            device = torch.device("cuda", torch.cuda.current_device())  # this rank's GPU
         configure_threads(cfg.threads)
+        speed = MachineSpeed() if budget.seconds is not None else None
         seed_everything(cfg.seed)
         if space is None:
             saved = {"space": cfg.space, "space_options": cfg.space_options,
                      **source_fields(run, cfg.space)}
             space = space_of_run(run, saved) if resume else make_space(cfg.space,
                                                                        **cfg.space_options)
-        keep_source(run, cfg.space)
-        if not resume:
-            run.write_yaml("config.yaml", _resolved(cfg, space))
-        run.write_environment(cfg.seed, device)
         data = data if data is not None else load_data(cfg)
-        if not resume or not run.exists("data.json"):
-            run.write_json("data.json", data.summary())
-        if not run.exists("samples.npz"):
-            from .report.samples import write_samples
+        if writer:
+            _record_session(cfg, run, space, device, data, resume)
+        evaluating = "evaluate" in todo
+        loaded = data
 
-            write_samples(run.file("samples.npz"), data, seed=cfg.seed)
-        todo = [p for p in phases if not (resume and run.phase_state(p) == "done")]
+        def retrain_deadline(model: nn.Module) -> Deadline:
+            if not evaluating or budget.seconds is None:
+                return budget.deadline
+            keep = finish_seconds(model, loaded, device)
+            log.info("retrain: keeping %.1f s for evaluation and the report", keep)
+            return budget.minus(keep)
+
+        summary: dict[str, Any] = {"run": str(run.path), "phases": {},
+                                   "rank": distributed.rank()}
         for phase in todo:
-            if resume and run.phase_state(phase) == "running":
-                _count_killed_session(run, phase)
-        if budget_seconds is not None:
-            seconds = budget_seconds
-        elif set(todo) <= {"evaluate"}:
-            seconds = None  # evaluation alone is quick and must not be refused for lack of time
-        else:
-            seconds = _budget_left(cfg, run, resume)
-        budget = Budget(seconds)
-        reserve = (seconds or 0) * EVAL_RESERVE if "evaluate" in phases else 0.0
-        summary: dict[str, Any] = {"run": str(run.path), "phases": {}}
-        for phase in todo:
+            deadline: Deadline | Callable[[nn.Module], Deadline]
             if phase == "search":
                 fraction = cfg.search_fraction if "retrain" in todo else 1.0
-                deadline = budget.until_fraction(fraction).earlier(budget.minus(reserve))
+                keep = REPORT_SECONDS if evaluating else 0.0
+                deadline = budget.until_fraction(fraction).earlier(budget.minus(keep))
             elif phase == "retrain":
-                deadline = budget.minus(reserve)
+                deadline = retrain_deadline
             else:
                 deadline = budget.deadline
-            resuming = resume and run.phase_state(phase) is not None
+            if phase == "evaluate" and not writer:
+                break  # evaluation and the report are rank 0's
+            resuming = resume and states[phase] is not None
             started = time.monotonic()
-            run.set_phase(phase, "running", session_start=time.time())
+            if writer:
+                run.set_phase(phase, "running", session_start=time.time())
             try:
                 if phase == "search":
-                    arch = search_phase(cfg, run, data, space, deadline, device, resuming)
+                    arch = search_phase(cfg, run, data, space, deadline, device, resuming,
+                                        recorder)
                 elif phase == "retrain":
-                    arch = space.validate(arch if arch is not None else read_architecture(run))
+                    if arch is None:
+                        arch = rank0_value(lambda: read_architecture(run))
+                    arch = space.validate(arch)
                     summary["model"] = retrain_phase(cfg, run, data, space, arch, deadline,
-                                                     device, resuming)
+                                                     device, resuming, speed, recorder)
                 else:
                     summary["metrics"] = evaluate_phase(run, data, device)
             except KeyboardInterrupt:
-                _add_seconds(run, phase, "interrupted", started)
+                if writer:
+                    _add_seconds(run, phase, "interrupted", started)
                 raise RunInterrupted(run, phase) from None
             except BaseException:
-                _add_seconds(run, phase, "failed", started)
+                if writer:
+                    _add_seconds(run, phase, "failed", started)
                 raise
+            if not writer:
+                continue
             _add_seconds(run, phase, "done", started)
             summary["phases"][phase] = run.status()[phase]
+        if not writer:
+            return summary
         if "evaluate" in todo:
-            _write_report(run)
+            _write_report(run, quick=budget.remaining() < REPORT_SECONDS)
         summary["seconds"] = budget.elapsed()
         summary["budget"] = seconds
         if run.exists("architecture.json") or run.exists("genotype.json"):
@@ -283,15 +344,181 @@ def execute(cfg: RunConfig, run: RunDir, phases: Sequence[str] = PHASES, *,
     finally:
         if mirror is not None:
             mirror.close()
-        detach_log(handler)
+        if handler is not None:
+            detach_log(handler)
 
 
-def _write_report(run: RunDir) -> None:
-    """report.html in the run folder; a report that cannot be written never fails the run."""
+# ----------------------------------------------------------------------------- data-parallel
+
+
+def execute_data_parallel(cfg: RunConfig, run: RunDir, phases: Sequence[str], nprocs: int,
+                          **options: Any) -> dict[str, Any]:
+    """:func:`execute` on ``nprocs`` local processes joined in one process group (gloo on
+    CPU, NCCL on GPUs); returns rank 0's summary. ``options`` are :func:`execute`'s."""
+    import multiprocessing
+
+    distributed.check_world_size(nprocs)
+    if nprocs == 1:
+        return execute(cfg, run, phases, **options)
+    check_data_parallel(cfg, phases, processes=nprocs)
+    threads = cfg.threads or int(os.environ.get("AUTONAS_THREADS", 0)) or max(
+        1, (os.cpu_count() or 1) // nprocs)
+    results = multiprocessing.get_context("spawn").SimpleQueue()
+    try:
+        distributed.launch_local(_rank_main, nprocs, (cfg, str(run.path), tuple(phases),
+                                                      options, results), threads=threads)
+    except KeyboardInterrupt:
+        raise RunInterrupted(run, _mark_interrupted(run)) from None
+    except Exception:
+        outcome = results.get() if not results.empty() else None
+        if outcome is not None and outcome[0] == "error":
+            raise ConfigError(outcome[1]) from None
+        if outcome is not None and outcome[0] == "interrupted":
+            raise RunInterrupted(run, outcome[1]) from None
+        raise
+    outcome = results.get() if not results.empty() else ("error", "rank 0 returned nothing")
+    if outcome[0] != "ok":
+        raise ConfigError(outcome[1])
+    return outcome[1]
+
+
+def _mark_interrupted(run: RunDir) -> str:
+    """The phase a Ctrl-C stopped (marked ``interrupted``, its time charged up to its last
+    checkpoint as for a killed session)."""
+    for phase, entry in run.status().items():
+        if entry.get("state") in ("running", "interrupted", "failed"):
+            if entry.get("state") == "running":
+                _count_killed_session(run, phase)
+            run.set_phase(phase, "interrupted")
+            return phase
+    return "run"
+
+
+def _rank_main(rank: int, cfg: RunConfig, path: str, phases: tuple[str, ...],
+               options: dict[str, Any], results: Any) -> None:
+    """One rank of :func:`execute_data_parallel` (a spawned process)."""
+    from .errors import AutonasError
+    from .ui import setup_console_logging
+
+    if rank == 0:
+        setup_console_logging()
+    with joined_group(cfg):
+        try:
+            summary = execute(cfg, RunDir(path), phases, **options)
+        except RunInterrupted as stop:
+            if rank == 0:
+                results.put(("interrupted", stop.phase))
+            raise SystemExit(130) from None
+        except AutonasError as exc:
+            results.put(("error", str(exc)))
+            raise SystemExit(2) from None
+        if rank == 0:
+            results.put(("ok", summary))
+
+
+@contextmanager
+def joined_group(cfg: RunConfig) -> Iterator[None]:
+    """Join the process group the environment describes (torchrun, ``--ddp``) for the
+    block, if there is one; ranks other than 0 log warnings only."""
+    if distributed.env_world_size() <= 1 or distributed.is_distributed():
+        yield
+        return
+    distributed.init_from_env(resolve_device(cfg.device))
+    if not distributed.is_writer():
+        logging.getLogger(LOGGER_NAME).setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        distributed.teardown()
+
+
+def _plan(cfg: RunConfig, run: RunDir, phases: Sequence[str], resume: bool,
+          budget_seconds: float | None) -> tuple[list[str], dict[str, str | None], float | None]:
+    """The phases to run, their states before this session, and the seconds it may use
+    (a killed session's time is charged first, before anything in the folder changes)."""
+    states = {p: run.phase_state(p) for p in PHASES}
+    todo = [p for p in phases if not (resume and states[p] == "done")]
+    for phase in todo:
+        if resume and states[phase] == "running":
+            _count_killed_session(run, phase)
+    if budget_seconds is not None:
+        seconds = budget_seconds
+    elif set(todo) <= {"evaluate"}:
+        seconds = None  # evaluation alone is quick and must not be refused for lack of time
+    else:
+        seconds = _budget_left(cfg, run, resume)
+    return todo, states, seconds
+
+
+def _record_session(cfg: RunConfig, run: RunDir, space: SearchSpace, device: torch.device,
+                    data: ImageData, resume: bool) -> None:
+    """The session's config, environment, data summary and samples in the run folder."""
+    keep_source(run, cfg.space)
+    if not resume:
+        run.write_yaml("config.yaml", _resolved(cfg, space))
+    run.write_environment(cfg.seed, device)
+    if not resume or not run.exists("data.json"):
+        run.write_json("data.json", data.summary())
+    if not run.exists("samples.npz"):
+        from .report.samples import write_samples
+
+        write_samples(run.file("samples.npz"), data, seed=cfg.seed)
+
+
+def rank0_value(compute: Any) -> Any:
+    """``compute()`` on rank 0, its result (or its error) on every rank."""
+    if not distributed.is_distributed():
+        return compute()
+    outcome: tuple[str, Any] = ("ok", None)
+    if distributed.is_writer():
+        try:
+            outcome = ("ok", compute())
+        except ConfigError as exc:
+            outcome = ("error", str(exc))
+    kind, value = distributed.broadcast_value(outcome)
+    if kind == "error":
+        raise ConfigError(value)
+    return value
+
+
+def check_data_parallel(cfg: RunConfig, phases: Sequence[str],
+                        space: SearchSpace | None = None, processes: int = 2) -> None:
+    """Refuse, before anything runs, a search that cannot run on several processes, and
+    batches too small to give every process a share."""
+    if "retrain" in phases and cfg.train.batch_size < processes:
+        raise ConfigError(f"train.batch_size {cfg.train.batch_size} cannot be split across "
+                          f"{processes} processes; use at least {processes}")
+    if "search" not in phases:
+        return
+    space = space if space is not None else make_space(cfg.space, **cfg.space_options)
+    strategy = make_strategy(cfg.strategy, space, **cfg.search)
+    if getattr(strategy, "data_parallel", False):
+        batch = getattr(strategy, "batch_size", processes)
+        if batch < processes:
+            raise ConfigError(f"search.batch_size {batch} cannot be split across {processes} "
+                              f"processes; use at least {processes}")
+        return
+    able = []
+    for name in available_strategies():
+        try:
+            if make_strategy(name, space).data_parallel:
+                able.append(name)
+        except ConfigError:
+            continue
+    raise ConfigError(
+        f"strategy {cfg.strategy!r} on the {cfg.space!r} space cannot run data-parallel "
+        f"(--ddp / torchrun); strategies that can: {', '.join(able) or 'none for this space'}"
+        "; or run it in one process")
+
+
+def _write_report(run: RunDir, quick: bool = False) -> None:
+    """report.html in the run folder; a report that cannot be written never fails the run.
+    ``quick`` (the budget is nearly spent): fewer bootstrap resamples."""
     try:
         from .report import write_report
 
-        get_logger().info("report: %s", write_report(run.path))
+        n_resamples = QUICK_RESAMPLES if quick else 1000
+        get_logger().info("report: %s", write_report(run.path, n_resamples=n_resamples))
     except Exception as exc:
         get_logger().warning("report.html not written (%s: %s); retry with: autonas report %s",
                              type(exc).__name__, exc, run.path)
@@ -325,14 +552,17 @@ def _add_seconds(run: RunDir, phase: str, state: str, started: float) -> None:
 
 
 def _count_killed_session(run: RunDir, phase: str) -> None:
-    """A phase left 'running' was killed: charge its time up to its last checkpoint."""
+    """A phase left 'running' was killed: bill the time it surely ran, from its session's
+    start to its last heartbeat (written at every checkpoint; see ``RunDir.heartbeat``)."""
     entry = run.status().get(phase, {})
     start = entry.get("session_start")
-    files = [p for p in run.path.rglob("*") if p.is_file()]
-    if start is None or not files:
+    if start is None:
         return
-    last = max(p.stat().st_mtime for p in files)
-    run.set_phase(phase, "killed", seconds=entry.get("seconds", 0.0) + max(0.0, last - start))
+    last = entry.get("heartbeat", start)
+    ran = max(0.0, float(last) - float(start))
+    get_logger().info("%s was killed after %.0f s of work (to its last checkpoint); billing "
+                      "that to the budget", phase, ran)
+    run.set_phase(phase, "killed", seconds=entry.get("seconds", 0.0) + ran)
 
 
 def _remaining(deadline: Deadline) -> str:

@@ -14,6 +14,7 @@ import os
 import platform
 import sys
 import tempfile
+import time
 from datetime import datetime
 from importlib import metadata
 from pathlib import Path
@@ -45,10 +46,20 @@ def jsonable(obj: Any) -> Any:
     return obj
 
 
+def _current_umask() -> int:
+    """The process umask (reading it means setting it: set it straight back)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def _atomic_write(path: Path, write: Any, mode: str = "w") -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
+        # mkstemp makes the file 0600; give it the mode open() would (0666 minus the umask),
+        # like every other file of the run.
+        os.fchmod(fd, 0o666 & ~_current_umask())
         with os.fdopen(fd, mode) as f:
             write(f)
             f.flush()
@@ -72,8 +83,13 @@ def package_versions() -> dict[str, str]:
 class RunDir:
     """A folder holding one run: config, environment, log, phase states, results."""
 
+    HEARTBEAT_EVERY = 0.5
+    """Seconds between heartbeats at most (each rewrites status.json)."""
+
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
+        self._running: str | None = None  # the phase this process runs, for heartbeats
+        self._last_beat = -math.inf
 
     # -- creation -------------------------------------------------------------------
     @classmethod
@@ -130,6 +146,7 @@ class RunDir:
         path.parent.mkdir(parents=True, exist_ok=True)
         with path.open("a") as f:
             f.write(json.dumps(jsonable(obj)) + "\n")
+        self.heartbeat()
 
     def read_jsonl(self, name: str) -> list[Any]:
         path = self.file(name)
@@ -161,6 +178,7 @@ class RunDir:
     # -- tensors --------------------------------------------------------------------
     def save_state(self, name: str, state: dict) -> None:
         _atomic_write(self.file(name), lambda f: torch.save(state, f), mode="wb")
+        self.heartbeat(force=True)
 
     def load_state(self, name: str) -> dict | None:
         path = self.file(name)
@@ -176,6 +194,29 @@ class RunDir:
         status = self.status()
         entry = status.setdefault(phase, {})
         entry.update(fields, state=state, updated=datetime.now().isoformat(timespec="seconds"))
+        if state == "running":
+            entry["heartbeat"] = time.time()
+            self._running, self._last_beat = phase, time.monotonic()
+        elif self._running == phase:
+            self._running = None
+        self.write_json("status.json", status)
+
+    def heartbeat(self, force: bool = False) -> None:
+        """Stamp the running phase's ``heartbeat`` (wall time) in status.json: after a kill,
+        a resume bills the phase up to its last heartbeat, the last moment it surely ran.
+        Called at every checkpoint and history row; at most every ``HEARTBEAT_EVERY`` s
+        unless ``force``."""
+        if self._running is None:
+            return
+        now = time.monotonic()
+        if not force and now - self._last_beat < self.HEARTBEAT_EVERY:
+            return
+        status = self.status()
+        entry = status.get(self._running)
+        if entry is None or entry.get("state") != "running":
+            return
+        entry["heartbeat"] = time.time()
+        self._last_beat = now
         self.write_json("status.json", status)
 
     def phase_state(self, phase: str) -> str | None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -59,6 +60,30 @@ class ImageData:
                 raise DataError(f"{self.name}: split '{split}' image shape differs from train.")
         if len(self.class_names) < 2:
             raise DataError(f"{self.name}: needs at least 2 class names, got {self.class_names}.")
+        self._warn_missing_classes()
+
+    def _warn_missing_classes(self) -> None:
+        """A validation (or test) split without some class makes its AUC undefined and its
+        accuracy say little about that class: say which classes are missing, at load."""
+        for split in ("val", "test"):
+            _, y = self.split(split)
+            if len(y) == 0:
+                continue
+            counts = torch.bincount(y.cpu(), minlength=self.n_classes)
+            missing = [self.class_names[k] for k in range(self.n_classes) if int(counts[k]) == 0]
+            if not missing:
+                continue
+            effect = (" Its AUC is undefined, so epochs are selected by validation loss."
+                      if split == "val" and len(missing) >= self.n_classes - 1 else "")
+            warnings.warn(
+                f"{self.name}: the {split} split has no images of class(es) {missing} "
+                f"({len(y)} images in all).{effect} Give every class some {split} images "
+                "for metrics that cover it"
+                + (" (e.g. --set val_fraction=0.1 holds out a stratified share of train)."
+                   if split == "val" else "."),
+                UserWarning,
+                stacklevel=3,
+            )
 
     @property
     def n_classes(self) -> int:
@@ -92,6 +117,8 @@ class ImageData:
             "channels": self.channels,
             "image_size": list(self.image_size),
             "dtype": str(self.train_x.dtype).replace("torch.", ""),
+            "pixel_max": (255.0 if self.train_x.dtype == torch.uint8 or not len(self.train_x)
+                          else float(self.train_x.max())),
             "sizes": {s: int(self.split(s)[0].shape[0]) for s in SPLITS},
             "class_counts": {s: self.class_counts(s) for s in SPLITS},
             "hflip": self.hflip,
@@ -116,11 +143,12 @@ def from_arrays(
     seed: int = 0,
     hflip: bool = True,
     vflip: bool = False,
+    val_fraction: float = 0.1,
 ) -> ImageData:
     """Build validated ImageData from ``(images, labels)`` pairs of numpy arrays or tensors.
 
-    With ``val=None`` a stratified, seeded 10% of train is held out as validation, so
-    model selection never touches the test split.
+    With ``val=None`` a stratified, seeded ``val_fraction`` of train is held out as
+    validation, so model selection never touches the test split.
     """
     if test is None:
         raise DataError(
@@ -135,10 +163,19 @@ def from_arrays(
     info = dict(info or {})
     if val is None:
         tx, ty = out["train"]
-        idx_tr, idx_val = split_indices(ty, 0.1, seed=seed)
+        if not 0.0 < val_fraction < 1.0:
+            raise DataError(f"{name}: val_fraction must be in (0, 1), got {val_fraction}")
+        idx_tr, idx_val = split_indices(ty, val_fraction, seed=seed)
+        if len(idx_val) == 0:
+            raise DataError(
+                f"{name}: too few training images ({len(ty)}) to hold out validation images: "
+                "each class needs at least 2 training images; add images or pass a "
+                "validation split."
+            )
         out["val"] = (tx[idx_val], ty[idx_val])
         out["train"] = (tx[idx_tr], ty[idx_tr])
-        info.setdefault("val_from_train", {"fraction": 0.1, "seed": seed, "stratified": True})
+        info.setdefault("val_from_train", {"fraction": val_fraction, "seed": seed,
+                                           "stratified": True})
         if torch.bincount(out["train"][1], minlength=n_classes).min() == 0:  # pragma: no cover
             raise DataError(f"{name}: holding out validation data left a class without train data.")
     names = list(class_names) if class_names is not None else [str(i) for i in range(n_classes)]
@@ -164,8 +201,9 @@ def from_arrays(
     )
 
 
-def read_npz(path: str | Path) -> dict[str, np.ndarray]:
-    """Read the six MedMNIST-layout arrays, turning every way a file can be bad into a DataError."""
+def read_npz(path: str | Path, *, need_val: bool = True) -> dict[str, np.ndarray]:
+    """Read the six MedMNIST-layout arrays, turning every way a file can be bad into a
+    DataError (``need_val=False``: the validation arrays may be absent)."""
     path = Path(path)
     where = str(path)
     if not path.exists():
@@ -174,12 +212,22 @@ def read_npz(path: str | Path) -> dict[str, np.ndarray]:
         )
     if not path.is_file():
         raise DataError(f"{where}: is not a file. Pass the path of an .npz file.")
+    if not zipfile.is_zipfile(path):
+        with path.open("rb") as f:
+            head = f.read(6)
+        what = ("a single .npy array" if head == b"\x93NUMPY" else
+                "empty" if not head else "not an .npz archive (a zip of .npy arrays)")
+        raise DataError(
+            f"{where}: is {what}. autonas reads .npz files in the MedMNIST layout: save the "
+            "splits with np.savez(path, train_images=..., train_labels=..., val_images=..., "
+            "val_labels=..., test_images=..., test_labels=...)."
+        )
     try:
         loaded = np.load(path, allow_pickle=False)
     except (zipfile.BadZipFile, ValueError, OSError, EOFError) as e:
         raise DataError(
-            f"{where}: cannot be read as an .npz file ({type(e).__name__}: {e}). It may be "
-            "truncated or not an npz; re-create it with np.savez / np.savez_compressed."
+            f"{where}: cannot be read as an .npz archive ({type(e).__name__}); it may be "
+            "truncated or damaged: re-create it with np.savez / np.savez_compressed."
         ) from e
     if not isinstance(loaded, np.lib.npyio.NpzFile):
         raise DataError(
@@ -187,9 +235,14 @@ def read_npz(path: str | Path) -> dict[str, np.ndarray]:
             "np.savez(path, train_images=..., train_labels=..., ...)."
         )
     with loaded:
-        check_npz_keys(list(loaded.files), where)
+        keys = list(loaded.files)
+        if not need_val:
+            keys += [k for k in ("val_images", "val_labels") if k not in keys]
+        check_npz_keys(keys, where)
         arrays = {}
         for key in NPZ_KEYS:
+            if key not in loaded.files:
+                continue
             try:
                 arrays[key] = loaded[key]
             except ValueError as e:  # object arrays need pickle, which we never enable
@@ -211,11 +264,17 @@ def _from_npz(
     info: dict | None = None,
     hflip: bool = True,
     vflip: bool = False,
+    val_fraction: float | None = None,
 ) -> ImageData:
-    arrays = read_npz(path)
+    """``val_fraction``: hold out that share of train as validation, ignoring the file's
+    validation split (which may then be empty or absent)."""
+    arrays = read_npz(path, need_val=val_fraction is None)
+    val = None
+    if val_fraction is None:
+        val = (arrays.pop("val_images"), arrays.pop("val_labels"))
     return from_arrays(
         (arrays.pop("train_images"), arrays.pop("train_labels")),
-        (arrays.pop("val_images"), arrays.pop("val_labels")),
+        val,
         (arrays.pop("test_images"), arrays.pop("test_labels")),
         class_names=class_names,
         name=name,
@@ -223,12 +282,16 @@ def _from_npz(
         info=info,
         hflip=hflip,
         vflip=vflip,
+        val_fraction=0.1 if val_fraction is None else val_fraction,
     )
 
 
-def from_npz(path: str | Path, *, name: str | None = None) -> ImageData:
-    """Load a MedMNIST-layout file; its MD5 goes into ``info`` so runs record their exact data."""
+def from_npz(path: str | Path, *, name: str | None = None,
+             val_fraction: float | None = None) -> ImageData:
+    """Load a MedMNIST-layout file; its MD5 goes into ``info`` so runs record their exact data.
+    ``val_fraction`` holds out that share of train as validation instead of the file's."""
     path = Path(path).expanduser()
-    data = _from_npz(path, name or path.stem, info={"source": "npz", "path": str(path.resolve())})
+    data = _from_npz(path, name or path.stem, info={"source": "npz", "path": str(path.resolve())},
+                     val_fraction=val_fraction)
     data.info["md5"] = md5sum(path)
     return data

@@ -31,6 +31,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from autonas.data.dataset import ImageData
 from autonas.data.loader import split_indices
+from autonas.data.validate import MIN_TRAIN_PER_CLASS
 from autonas.errors import DataError
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp",
@@ -194,8 +195,9 @@ def build_dataset(files: Sequence[Path], labels: Sequence[str], *, name: str,
                         "folders)")
     index = {c: i for i, c in enumerate(classes)}
     y = np.array([index[v] for v in labels], dtype=np.int64)
-    x, gray = load_images(files, image_size, grayscale, resize)
     parts = _split(y, val_fraction, test_fraction, seed)
+    x, gray = load_images(files, image_size, grayscale, resize)  # unreadable files first
+    _check_split_sizes(parts, y, classes, name)
     rel = [str(f.relative_to(root)) if root is not None else str(f) for f in files]
     info = {
         "source": {**(source or {}), "image_size": image_size, "grayscale": gray,
@@ -211,6 +213,31 @@ def build_dataset(files: Sequence[Path], labels: Sequence[str], *, name: str,
         class_names=classes,
         task="binary-class" if len(classes) == 2 else "multi-class",
         info=info,
+    )
+
+
+MIN_PER_CLASS = 4
+"""Images a class needs: two in train (a search splits train in two), one each in
+validation and test."""
+
+
+def _check_split_sizes(parts: dict[str, np.ndarray], y: np.ndarray, classes: list[str],
+                       name: str) -> None:
+    """Every split needs images: an empty validation split has no metric to select by and
+    an empty test split no result. Say how many images are needed."""
+    empty = [s for s in ("train", "val", "test") if len(parts[s]) == 0]
+    train_counts = np.bincount(y[parts["train"]], minlength=len(classes))
+    if not empty and train_counts.min() >= MIN_TRAIN_PER_CLASS:
+        return
+    problem = (f"the {' and '.join(empty)} split would be empty" if empty else
+               f"some classes would have fewer than {MIN_TRAIN_PER_CLASS} training images")
+    counts = np.bincount(y, minlength=len(classes))
+    few = {c: int(n) for c, n in zip(classes, counts) if n < MIN_PER_CLASS}
+    raise DataError(
+        f"{name}: {len(y)} images are too few to split into train, validation and test "
+        f"({problem}). Each class needs at least {MIN_PER_CLASS} images (2 for training, "
+        f"1 each for validation and test), and many more for useful results; classes with "
+        f"fewer: {few}. Add images to those classes."
     )
 
 

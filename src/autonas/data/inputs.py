@@ -49,6 +49,7 @@ def read_inputs(
         if spec is None:
             spec = {
                 **new,
+                "pixel_max": _pixel_max(images),
                 "channels": int(images.shape[1]),
                 "height": int(images.shape[2]),
                 "width": int(images.shape[3]),
@@ -63,6 +64,14 @@ def read_inputs(
         return images, None, spec
     labels = as_labels(y, len(images))
     return images, labels, spec
+
+
+def _pixel_max(images: torch.Tensor) -> float:
+    """The largest value of float images (the scale they were given on; predictions on
+    another scale are rescaled, see ``export.wrap``); 255 for uint8."""
+    if images.dtype == torch.uint8 or images.numel() == 0:
+        return 255.0
+    return float(images.max())
 
 
 def _read_files(
@@ -118,8 +127,10 @@ def encode_labels(labels: np.ndarray, classes: np.ndarray) -> np.ndarray:
     pos = np.array([lookup.get(label_key(v), -1) for v in labels], dtype=np.int64)
     ok = pos >= 0
     if not np.all(ok):
-        unknown = sorted({str(v) for v in labels[~ok]})[:5]
-        raise DataError(f"labels {unknown} were not seen in fit; the classes are {list(classes)}")
+        unknown = sorted({str(label_key(v)) for v in labels[~ok]})[:5]
+        known = ", ".join(str(label_key(c)) for c in classes)
+        raise DataError(f"labels {', '.join(unknown)} were not seen in fit; the classes are "
+                        f"{known}")
     return pos
 
 

@@ -19,7 +19,13 @@ Image layout rules (documented here because they are a contract):
   all values in [0, 255] become ``uint8``; integer images outside that range (e.g. 16-bit
   scans) and all float / bool images become ``float32`` with their values unchanged:
   :class:`~autonas.data.transforms.Normalizer` takes care of the scale.
+* All splits must share one pixel scale: uint8 and float images in 0-1 (both reach the
+  network in 0-1), or float images beyond 1.5 (0-255 and wider) in every split. Mixing
+  them (float 0-255 train, uint8 validation) is refused: the network would see scales 255x
+  apart and select epochs on data it cannot read.
 * Labels must be class indices of shape ``(N,)`` or ``(N, 1)``; they become ``int64 (N,)``.
+  Without class names they must be consecutive from 0; a stray label is named with its
+  index and the valid range.
 """
 
 from __future__ import annotations
@@ -43,6 +49,15 @@ NPZ_KEYS: tuple[str, ...] = (
     "test_labels",
 )
 MIN_SIDE = 8
+MIN_TRAIN_PER_CLASS = 2
+"""Training images a class needs: one-shot searches split train into two halves (weights
+and architecture), and each half needs every class."""
+UNIT_SCALE_MAX = 1.5
+"""Float images whose largest value exceeds this are on a 0-255 (or wider) scale, not 0-1."""
+EMPTY_VAL_HELP = (
+    "To hold out part of train as validation instead: on the command line add "
+    "--set val_fraction=0.1; in Python pass val=None to from_arrays."
+)
 MAX_CHANNELS = 4
 _CHUNK_ELEMS = 1 << 24  # values per chunk in whole-array checks, to bound temporary memory
 
@@ -112,8 +127,7 @@ def to_images(x: Any, split: str, *, where: str = "data") -> torch.Tensor:
     if n == 0:
         raise DataError(
             f"{where}: {what} is empty (0 images) in split '{split}'. Every split needs at "
-            "least one image; for a missing validation split pass val=None to from_arrays "
-            "so part of train is held out."
+            f"least one image. {EMPTY_VAL_HELP if split == 'val' else ''}".rstrip()
         )
     if h < MIN_SIDE or w < MIN_SIDE:
         raise DataError(
@@ -236,8 +250,11 @@ def validate_arrays(
                 "must share channels and image size: resize or convert them consistently."
             )
 
+    check_pixel_scales({s: x for s, (x, _) in out.items()}, where)
+
     max_label = max(int(y.max()) for _, y in out.values())
     if n_classes is None:
+        _check_consecutive_labels(out, where)
         n_classes = max_label + 1
     elif max_label >= n_classes:
         for s, (_, y) in out.items():
@@ -245,9 +262,10 @@ def validate_arrays(
             if bad.any():
                 i = int(torch.nonzero(bad)[0, 0])
                 raise DataError(
-                    f"{where}: {s}_labels contains labels outside [0, {n_classes}) (e.g. "
-                    f"{int(y[i])} at index {i} of split '{s}'), but there are {n_classes} "
-                    "classes. Pass matching class_names, or remap the labels to 0..K-1."
+                    f"{where}: {s}_labels has label {int(y[i])} at index {i} (split '{s}'), "
+                    f"outside the valid range 0..{n_classes - 1} of the {n_classes} classes. "
+                    "Fix or drop that image's label, pass matching class_names, or remap the "
+                    "labels to 0..K-1."
                 )
     if n_classes < 2:
         raise DataError(
@@ -266,10 +284,13 @@ def validate_arrays(
         seen = {s: v for s, v in elsewhere.items() if v}
         if seen:
             s, v = next(iter(seen.items()))
+            y = out[s][1]
+            i = int(torch.nonzero(y == v[0])[0, 0])
             raise DataError(
-                f"{where}: class(es) {v} appear in {s}_labels but are missing from "
-                f"train_labels (split 'train'). A model cannot learn a class it never sees: "
-                "move some of those images into train, or drop the class."
+                f"{where}: {s}_labels has label {v[0]} at index {i} (split '{s}'), but no "
+                f"training image has that label (class(es) {v} are missing from train_labels). "
+                "A model cannot learn a class it never sees: fix the label, move some of those "
+                "images into train, or drop the class."
             )
         raise DataError(
             f"{where}: class index(es) {missing} (below n_classes={n_classes}) are missing "
@@ -277,6 +298,80 @@ def validate_arrays(
             "them to consecutive indices, or give each class training images."
         )
     return out, n_classes
+
+
+def check_train_counts(train_labels: torch.Tensor, n_classes: int, where: str,
+                       hint: str = "") -> None:
+    """Every class needs ``MIN_TRAIN_PER_CLASS`` training images for a search (which splits
+    train in two); fewer would fail deep inside the search with an empty batch. Loading
+    alone does not need this, so callers that search check it."""
+    counts = torch.bincount(train_labels.cpu(), minlength=n_classes)
+    few = {k: int(counts[k]) for k in range(n_classes) if int(counts[k]) < MIN_TRAIN_PER_CLASS}
+    if few:
+        raise DataError(
+            f"{where}: too few training images: train_labels per class {few} (class: count), "
+            f"and each class needs at least {MIN_TRAIN_PER_CLASS} "
+            "(the search splits the training images into two halves, each needing every "
+            f"class), and many more for a useful model. Add training images.{hint}"
+        )
+
+
+def _scale(x: torch.Tensor) -> tuple[str, float]:
+    """(scale name, largest value) of one split as training will see it: uint8 is divided
+    by 255, float is used as it is."""
+    if x.dtype == torch.uint8:
+        return "0-255 integers (uint8, divided by 255 in training)", 255.0
+    top = float(x.max()) if x.numel() else 0.0
+    if top > UNIT_SCALE_MAX:
+        return f"float values up to {top:g} (used unscaled)", top
+    return f"float values in 0-1 (max {top:g})", top
+
+
+def check_pixel_scales(images: Mapping[str, torch.Tensor], where: str = "data") -> None:
+    """Refuse splits on different pixel scales (e.g. float 0-255 train, uint8 val): uint8
+    images are divided by 255 and float ones are not, so such splits would reach the
+    network on scales 255x apart and train a model that sees another world at validation."""
+    kinds = {}
+    for split, x in images.items():
+        name, top = _scale(x)
+        unit = x.dtype != torch.uint8 and top <= UNIT_SCALE_MAX
+        kinds[split] = (unit or x.dtype == torch.uint8, name)
+    if len({k for k, _ in kinds.values()}) <= 1:
+        return
+    listing = "; ".join(f"{s}_images: {name}" for s, (_, name) in kinds.items())
+    raise DataError(
+        f"{where}: the splits have different pixel scales ({listing}). Convert every split "
+        "the same way: all uint8 0-255 (e.g. np.clip(x, 0, 255).astype(np.uint8)), or all "
+        "float in 0-1 (divide 0-255 float images by 255)."
+    )
+
+
+def _check_consecutive_labels(out: Mapping[str, tuple[torch.Tensor, torch.Tensor]],
+                              where: str) -> None:
+    """Labels must be 0..K-1 without gaps: a stray label such as 7 among 0/1 would otherwise
+    create empty classes 2..6. Name the stray label, where it is, and the valid range (the
+    gap-free run of labels from 0)."""
+    present = sorted(set().union(*(torch.unique(y).tolist() for _, y in out.values())))
+    valid = 0
+    while valid < len(present) and present[valid] == valid:
+        valid += 1
+    if valid == len(present):
+        return
+    for s, (_, y) in out.items():
+        bad = y >= valid
+        if bad.any():
+            i = int(torch.nonzero(bad)[0, 0])
+            label = int(y[i])
+            if valid == 0:
+                problem = f"but the labels start at {present[0]}, not 0"
+            else:
+                problem = f"outside the valid range 0..{valid - 1}"
+            raise DataError(
+                f"{where}: {s}_labels has label {label} at index {i} (split '{s}'), "
+                f"{problem}: the labels {present} are not consecutive class indices "
+                "0..K-1. Fix that label if it is a mistake, or remap the labels to "
+                "consecutive indices (e.g. np.unique(y, return_inverse=True)[1])."
+            )
 
 
 def check_npz_keys(keys: list[str], where: str) -> None:

@@ -17,7 +17,7 @@ from ..data import Normalizer
 from ..errors import ConfigError
 from ..run import RunDir
 from .onnx import TOLERANCE, ExportCheckError
-from .wrap import ImageModel
+from .wrap import ImageModel, unit_scale
 
 FORMATS = {"state_dict": "model_state.pt", "torchscript": "model.torchscript.pt",
            "onnx": "model.onnx"}
@@ -45,6 +45,8 @@ def input_spec(run: RunDir, meta: dict[str, Any]) -> dict[str, Any]:
     spec.setdefault("height", size[0])
     spec.setdefault("width", size[1])
     spec.setdefault("dtype", data.get("dtype", "uint8"))
+    if "pixel_max" in data:
+        spec.setdefault("pixel_max", data["pixel_max"])
     spec.setdefault("layout", "NCHW")
     return spec
 
@@ -68,9 +70,10 @@ def load_wrapped(path: str | Path, *, probabilities: bool = True
     run = open_model_dir(path)
     network, normalizer, meta = load_model(run, "cpu")
     network = network.to(memory_format=torch.contiguous_format)
+    spec = input_spec(run, meta)
     model = ImageModel(network, normalizer, meta["build"]["in_channels"],
-                       probabilities=probabilities)
-    return model, meta, input_spec(run, meta)
+                       probabilities=probabilities, unit_scale_trained=unit_scale(spec))
+    return model, meta, spec
 
 
 def save_state_export(model: ImageModel, meta: dict[str, Any], spec: dict[str, Any],
@@ -96,7 +99,8 @@ def load_state_export(path: str | Path) -> ImageModel:
     network = make_space(meta["space"], **meta["space_options"]).build(
         meta["arch"], BuildSpec(**meta["build"]))
     model = ImageModel(network, Normalizer.from_dict(meta["normalizer"]),
-                       meta["build"]["in_channels"], probabilities=meta["probabilities"])
+                       meta["build"]["in_channels"], probabilities=meta["probabilities"],
+                       unit_scale_trained=unit_scale(meta.get("input") or {}))
     model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
     return model.eval()
 

@@ -1,5 +1,13 @@
 """ONNX export (``torch.onnx.export`` with the dynamo exporter, dynamic batch axis), checked
-by running the file in onnxruntime and comparing with PyTorch on the same inputs."""
+by running the file in onnxruntime and comparing with PyTorch on the same inputs.
+
+Unlike the TorchScript module, an ONNX graph has one input signature, fixed at export: the
+input ``images`` has the training data's dtype (uint8 for image files and MedMNIST, else
+float32) and layout (``N,C,H,W`` for a run folder's model, the layout given to ``fit`` for
+a saved ImageClassifier) with the trained channels, height and width; only the batch axis
+is dynamic. onnxruntime refuses any other dtype or rank, so callers convert first (e.g.
+float 0-1 images to uint8 with ``(x * 255).round().astype(np.uint8)``).
+"""
 
 from __future__ import annotations
 
@@ -32,8 +40,8 @@ def require_onnx() -> None:
 
 
 def export_onnx(model: ImageModel, example: torch.Tensor, path: str | Path) -> Path:
-    """Write ``model`` as ONNX; the input ``images`` keeps ``example``'s dtype and layout,
-    its batch axis is dynamic."""
+    """Write ``model`` as ONNX; the input ``images`` keeps ``example``'s dtype, rank and
+    layout (onnxruntime accepts nothing else), its batch axis is dynamic."""
     require_onnx()
     from torch.export import Dim
 

@@ -101,8 +101,11 @@ def _data_section(run: RunData) -> dict[str, Any]:
         total = sum(counts) or 1
         splits.append({"name": split, "size": size,
                        "counts": [(n, n / total) for n in counts]})
-    return {"splits": splits, "class_names": names,
-            "samples": samples_by_class(run.samples, names)}
+    samples = samples_by_class(run.samples, names)
+    n_classes = len(names) or int(data.get("n_classes") or 0)
+    note = (f"Sample images of {len(samples)} of the {n_classes} classes, evenly spread."
+            if 0 < len(samples) < n_classes else "")
+    return {"splits": splits, "class_names": names, "samples": samples, "samples_note": note}
 
 
 def _search_section(run: RunData) -> dict[str, Any]:
@@ -270,6 +273,7 @@ def _test_section(run: RunData, n_resamples: int, seed: int) -> dict[str, Any]:
     ci: dict[str, Any] = {}
     note = "Confidence intervals not available: the run folder has no predictions.npz."
     if "test_labels" in preds and "test_probs" in preds:
+        n_resamples = bounded_resamples(n_resamples, preds["test_probs"])
         intervals = _safe("bootstrap", lambda: bootstrap_ci(
             preds["test_labels"], preds["test_probs"], n_resamples=n_resamples, seed=seed), {})
         ci = {k: v.to_dict() for k, v in intervals.items()}
@@ -301,6 +305,35 @@ def _test_section(run: RunData, n_resamples: int, seed: int) -> dict[str, Any]:
             "metrics": metrics or None}
 
 
+BOOTSTRAP_CLASS_RESAMPLES = 20_000
+"""Resamples x classes at most: the multi-class AUC of each resample costs one pass per
+class, so with many classes fewer resamples keep the report's time bounded."""
+MIN_RESAMPLES = 200
+
+
+def bounded_resamples(n_resamples: int, probs: Any) -> int:
+    """``n_resamples``, lowered for many classes (never below ``MIN_RESAMPLES``)."""
+    shape = getattr(probs, "shape", ())
+    k = int(shape[1]) if len(shape) == 2 else 2
+    return max(min(n_resamples, MIN_RESAMPLES), min(n_resamples,
+                                                    BOOTSTRAP_CLASS_RESAMPLES // max(k, 1)))
+
+
+def result_warnings(run: RunData) -> list[dict[str, str]]:
+    """The run's warnings (metrics.json ``warnings``): a model the report must not present
+    as a result without saying so."""
+    warnings = (run.metrics or {}).get("warnings") or []
+    return [w for w in warnings if isinstance(w, dict) and w.get("message")]
+
+
+UNTRUSTED = ("short-retrain", "one-class")
+"""Warnings that make the run's numbers a failed run rather than a result."""
+
+
+def untrusted(run: RunData) -> bool:
+    return any(w.get("code") in UNTRUSTED for w in result_warnings(run))
+
+
 def _number(value: Any) -> float | None:
     return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) \
         and math.isfinite(value) else None
@@ -319,10 +352,13 @@ def render_report(run: RunData, *, n_resamples: int = 1000, seed: int = 0) -> st
         "run": run, "css": Markup(CSS), "slider_js": Markup(SLIDER_JS), "version": __version__,
         "generated": datetime.now().isoformat(timespec="seconds"),
         "data": run.data, "env": run.environment, "phases": _phases(run),
+        "warnings": _safe("warnings", lambda: result_warnings(run), []),
+        "untrusted": _safe("warnings", lambda: untrusted(run), False),
         "config_text": yaml.safe_dump(run.config, sort_keys=False) if run.config else None,
     }
     context.update(_safe("data", lambda: _data_section(run),
-                         {"splits": [], "class_names": run.class_names, "samples": []}))
+                         {"splits": [], "class_names": run.class_names, "samples": [],
+                          "samples_note": ""}))
     context["search"] = _safe("search", lambda: _search_section(run),
                               {"kind": None, "result": None})
     context["arch"] = _safe("architecture", lambda: _arch_section(run),

@@ -376,6 +376,16 @@ def _short(names: Sequence[str], width: int = 16) -> list[str]:
     return ["\n".join(textwrap.wrap(str(n), width)) or str(n) for n in names]
 
 
+MAX_ANNOTATED = 12
+"""Classes up to which the confusion matrix writes counts in its cells."""
+MAX_LABELLED = 40
+"""Classes up to which the confusion matrix names them on its axes."""
+MAX_CURVES = 10
+"""Classes up to which the ROC plot draws one curve per class (beyond: the micro average)."""
+MAX_BARS = 30
+"""Classes up to which the per-class plot is drawn (beyond: the table alone)."""
+
+
 def confusion_plot(matrix: Sequence[Sequence[int]], class_names: Sequence[str]) -> str | None:
     """Counts, coloured by the share of each true class (row) they hold."""
     cm = np.asarray(matrix, dtype=float)
@@ -389,18 +399,23 @@ def confusion_plot(matrix: Sequence[Sequence[int]], class_names: Sequence[str]) 
     with _figure(size + 0.8, size) as fig:
         ax = fig.subplots()
         ax.grid(False)
-        image = ax.imshow(share, cmap="Blues", vmin=0.0, vmax=1.0)
-        fontsize = 9 if k <= 6 else 6
-        for i in range(k):
-            for j in range(k):
-                ax.text(j, i, f"{int(cm[i, j])}\n{100 * share[i, j]:.0f}%", ha="center",
-                        va="center", fontsize=fontsize,
-                        color="white" if share[i, j] > 0.55 else "black")
-        ax.set_xticks(range(k), _short(names), rotation=45 if k > 3 else 0, ha="right"
-                      if k > 3 else "center")
-        ax.set_yticks(range(k), _short(names))
-        ax.set_xlabel("predicted")
-        ax.set_ylabel("true")
+        # Many classes: the matrix is one embedded bitmap without per-cell text, so the
+        # figure's size and drawing time stay flat in the number of classes.
+        image = ax.imshow(share, cmap="Blues", vmin=0.0, vmax=1.0, interpolation="nearest",
+                          rasterized=k > MAX_ANNOTATED)
+        if k <= MAX_ANNOTATED:
+            fontsize = 9 if k <= 6 else 6
+            for i in range(k):
+                for j in range(k):
+                    ax.text(j, i, f"{int(cm[i, j])}\n{100 * share[i, j]:.0f}%", ha="center",
+                            va="center", fontsize=fontsize,
+                            color="white" if share[i, j] > 0.55 else "black")
+        if k <= MAX_LABELLED:
+            ax.set_xticks(range(k), _short(names), rotation=45 if k > 3 else 0, ha="right"
+                          if k > 3 else "center")
+            ax.set_yticks(range(k), _short(names))
+        ax.set_xlabel("predicted" if k <= MAX_LABELLED else "predicted (class index)")
+        ax.set_ylabel("true" if k <= MAX_LABELLED else "true (class index)")
         ax.set_title("confusion matrix (test)")
         fig.colorbar(image, ax=ax, shrink=0.8, label="share of true class")
         return to_svg(fig)
@@ -419,6 +434,12 @@ def roc_plot(labels: np.ndarray, probs: np.ndarray, class_names: Sequence[str]) 
     classes = [1] if k == 2 else [c for c in range(k) if 0 < (y == c).sum() < len(y)]
     with _figure(SMALL, 4.4) as fig:
         ax = fig.subplots()
+        if len(classes) > MAX_CURVES:
+            onehot = y[:, None] == np.arange(k)[None, :]
+            fpr, tpr, _ = roc_curve(onehot.ravel(), p.ravel())
+            ax.plot(fpr, tpr, color=COLORS[0], lw=1.5,
+                    label=f"micro average of {len(classes)} classes ({auc(fpr, tpr):.3f})")
+            classes = []
         for n, c in enumerate(classes):
             fpr, tpr, _ = roc_curve(y == c, p[:, c])
             label = (f"{names[c]} (AUC {auc(fpr, tpr):.3f})" if k == 2 else
@@ -438,7 +459,7 @@ def roc_plot(labels: np.ndarray, probs: np.ndarray, class_names: Sequence[str]) 
 def per_class_plot(per_class: Mapping[str, Mapping[str, float]]) -> str | None:
     """Precision, recall and F1 of every class, side by side."""
     names = list(per_class)
-    if not names:
+    if not names or len(names) > MAX_BARS:
         return None
     metrics = ("precision", "recall", "f1")
     y = np.arange(len(names))

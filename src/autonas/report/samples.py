@@ -18,6 +18,9 @@ import numpy as np
 from ..run import get_logger
 
 PER_CLASS = 6
+MAX_CLASSES = 24
+"""Classes shown with sample images at most (evenly spread over the class list), so the
+samples file and the report stay small with hundreds of classes."""
 MAX_SIDE = 64  # larger images are shrunk: thumbnails need no more
 
 
@@ -32,7 +35,7 @@ def write_samples(path: str | Path, data: Any, per_class: int = PER_CLASS,
         y = y.detach().cpu().numpy() if hasattr(y, "detach") else np.asarray(y)
         rng = np.random.default_rng(seed)
         picks = []
-        for c in range(len(data.class_names)):
+        for c in shown_classes(len(data.class_names)):
             idx = np.flatnonzero(y == c)
             picks.extend(sorted(rng.choice(idx, size=min(per_class, len(idx)), replace=False)))
         picks_arr = np.asarray(picks, dtype=np.int64)
@@ -46,6 +49,13 @@ def write_samples(path: str | Path, data: Any, per_class: int = PER_CLASS,
     except Exception as exc:
         get_logger().warning("could not save sample images for the report: %s", exc)
         return None
+
+
+def shown_classes(n_classes: int, limit: int = MAX_CLASSES) -> list[int]:
+    """All classes up to ``limit``; beyond it ``limit`` of them, evenly spread."""
+    if n_classes <= limit:
+        return list(range(n_classes))
+    return sorted(set(np.linspace(0, n_classes - 1, limit).round().astype(int).tolist()))
 
 
 def to_uint8(image: np.ndarray) -> np.ndarray:

@@ -47,6 +47,9 @@ pre { background:var(--bg); border:1px solid var(--line); border-radius:6px; pad
 details summary { cursor:pointer; color:var(--accent); margin:6px 0; }
 .na { color:var(--muted); font-style:italic; }
 .warn { color:#9a3b00; }
+.alert { border:2px solid #b42318; background:#fef3f2; color:#7a271a; border-radius:8px;
+  padding:8px 16px; margin:14px 0; }
+.alert h2 { color:#b42318; margin-top:6px; }
 .samples { display:grid; grid-template-columns:repeat(auto-fill,minmax(260px,1fr)); gap:10px; }
 .samples .cls { font-size:.85rem; color:var(--muted); margin-bottom:3px;
   overflow-wrap:anywhere; }
@@ -101,6 +104,11 @@ REPORT = MACROS + """<!DOCTYPE html>
 <a href="#search">Search</a><a href="#architecture">Architecture</a>
 <a href="#model">Final model</a><a href="#test">Test results</a><a href="#run">Run</a></nav>
 </header>
+{% if warnings %}<section class="alert" id="warnings"><h2>{{ "Warning: not a trustworthy result"
+if untrusted else "Warnings" }}</h2>
+<ul>{% for w in warnings %}<li><b>{{ w.code }}</b>: {{ w.message }}</li>{% endfor %}</ul>
+{% if untrusted %}<p>The numbers below are what this model scored, shown so the run can be
+diagnosed; they are not a result to report.</p>{% endif %}</section>{% endif %}
 {% if run.problems %}<section class="warn"><h2>Unreadable files</h2><ul>
 {% for p in run.problems %}<li>{{ p }}</li>{% endfor %}</ul></section>{% endif %}
 
@@ -142,6 +150,7 @@ REPORT = MACROS + """<!DOCTYPE html>
 {% endfor %}</table></div>
 {% else %}{{ na("dataset summary (data.json) not available") }}{% endif %}
 <h3>Sample images</h3>
+{% if samples_note %}<p class="na">{{ samples_note }}</p>{% endif %}
 {% if samples %}<div class="samples">{% for name, uris in samples %}<div>
 <div class="cls">{{ name }}</div><div class="row">{% for uri in uris %}<img src="{{ uri }}"
  alt="{{ name }} sample {{ loop.index }}">{% endfor %}</div></div>{% endfor %}</div>
@@ -233,11 +242,13 @@ REPORT = MACROS + """<!DOCTYPE html>
 </table></div>
 <p class="na">{{ ci_note }}</p>
 <div class="figs">{{ fig(test_figs.confusion) }}{{ fig(test_figs.roc) }}{{ fig(test_figs.per_class) }}</div>
-{% if per_class %}<div class="wrap"><table><tr><th>class</th><th class="num">precision</th>
+{% if per_class %}{% if per_class|length > 30 %}<details><summary>per-class precision, recall
+and F1 ({{ per_class|length }} classes)</summary>{% endif %}<div class="wrap"><table><tr><th>class</th><th class="num">precision</th>
 <th class="num">recall</th><th class="num">F1</th><th class="num">support</th></tr>
 {% for name, m in per_class %}<tr><td>{{ name }}</td><td class="num">{{ fmt(m.precision) }}</td>
 <td class="num">{{ fmt(m.recall) }}</td><td class="num">{{ fmt(m.f1) }}</td>
-<td class="num">{{ m.support }}</td></tr>{% endfor %}</table></div>{% endif %}
+<td class="num">{{ m.support }}</td></tr>{% endfor %}</table></div>
+{% if per_class|length > 30 %}</details>{% endif %}{% endif %}
 {% else %}{{ na("test metrics (metrics.json) not available: the run has not been evaluated") }}{% endif %}
 </section>
 

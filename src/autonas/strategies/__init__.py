@@ -67,7 +67,9 @@ def make_strategy(name: str, space: object | None = None, **options: Any) -> Str
         raise ConfigError(
             f"strategy {name!r} has no option(s) {unknown}; its options are {sorted(known)}"
         )
-    kwargs = {**entry.defaults, **{k: v for k, v in options.items() if v is not None}}
+    # Only absent keys take the defaults: an explicit None (YAML null) is a value, e.g.
+    # ``search_images: null`` = no cap, and config.yaml must record it as given.
+    kwargs = {**entry.defaults, **options}
     return entry.cls(**kwargs)
 
 

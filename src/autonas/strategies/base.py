@@ -14,6 +14,7 @@ from typing import Any, ClassVar
 import torch
 
 from ..data import ImageData
+from ..recorder import Recorder
 from ..run import RunDir
 from ..spaces.base import BuildSpec, SearchSpace
 from ..training.budget import Deadline
@@ -30,6 +31,13 @@ class SearchContext:
     resume: bool = False
     target: BuildSpec | None = None
     """The network that will be retrained from the result (its depth, width, ...)."""
+    recorder: Recorder | None = None
+    """Where the strategy hands its records and checkpoints (default: one writing to
+    ``run``); in a data-parallel run, only rank 0's recorder writes."""
+
+    def __post_init__(self) -> None:
+        if self.recorder is None:
+            self.recorder = Recorder(self.run)
 
 
 @dataclass
@@ -54,6 +62,8 @@ class Strategy(ABC):
     name: ClassVar[str] = "strategy"
     spaces: ClassVar[tuple[type, ...]] = ()
     """Space classes this strategy can search (empty: any space that can ``sample``)."""
+    data_parallel: ClassVar[bool] = False
+    """Whether the search can run data-parallel on several processes (torch.distributed)."""
 
     def check_space(self, space: SearchSpace) -> None:
         from ..errors import ConfigError

@@ -8,6 +8,11 @@ weights. Second order differentiates through one unrolled SGD step of the weight
 with w' = w - xi * (momentum buffer + grad_w L_train + weight decay * w) and
 w+- = w +- eps * grad_w' L_val(w', alpha), eps = 0.01 / ||grad_w' L_val||. The unrolled
 weights are used functionally (``torch.func.functional_call``): no copy of the network.
+
+Data-parallel, the weight gradient of the virtual step and the vector of the
+Hessian-vector product are summed across ranks inside the unrolled step; the returned
+architecture gradient is this rank's part (linear in the per-rank losses), summed before
+the Adam step like first order's.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from torch import nn
 from torch.func import functional_call
 
 from ..errors import ConfigError
+from ..training.distributed import all_reduce_sum
 from . import register_strategy
 from .oneshot import OneShotStrategy
 
@@ -41,6 +47,7 @@ def unrolled_arch_grads(net: nn.Module, arch_params: list[torch.Tensor],
         frozen = {k: v.detach() for k, v in weights_fn().items()}
     loss_t = loss_fn(net(xt, frozen), yt)
     grads = torch.autograd.grad(loss_t, theta, allow_unused=True)
+    all_reduce_sum(grads)  # the global batch's gradient (no-op in one process)
     unrolled: dict[str, torch.Tensor] = {}
     with torch.no_grad():
         for n, p, g in zip(names, theta, grads):
@@ -63,6 +70,7 @@ def unrolled_arch_grads(net: nn.Module, arch_params: list[torch.Tensor],
                zip(arch_params, g_all[: len(arch_params)])]
     vector = [torch.zeros_like(w) if g is None else g for w, g in
               zip(unrolled.values(), g_all[len(arch_params):])]
+    all_reduce_sum(vector)
 
     # 3. Hessian-vector product by central finite differences.
     norm = torch.sqrt(sum((v * v).sum() for v in vector))

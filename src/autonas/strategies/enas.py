@@ -115,6 +115,7 @@ class Enas(SinglePathMixin, OneShotStrategy):
     """Paths drawn from the trained controller; the best on held-out data is the result."""
 
     name = "enas"
+    data_parallel = False  # the controller's reward would be one rank's shard only
     selection_share = 0.05
     frequency_samples = 64
 

@@ -40,6 +40,7 @@ from ..errors import ConfigError
 from ..run import get_logger, jsonable
 from ..spaces.base import BuildSpec, SearchSpace
 from ..training.device import to_channels_last
+from ..training.loop import profile_seconds
 from ..training.metrics import OBJECTIVES
 from ..training.profile import profile_model
 from ..training.trainer import TrainConfig, fit
@@ -425,10 +426,15 @@ class MultiTrialStrategy(Strategy):
         try:
             torch.manual_seed(ctx.seed + trial.number)
             model = to_channels_last(self.space.build(arch, spec).to(ctx.device))
-            cost = profile_model(model, (data.channels, *data.image_size))
+            shape = (data.channels, *data.image_size)
+            # Profiling is part of the trial's time: checked against the deadline first.
+            fits = ctx.deadline.fits(profile_seconds(model, shape, ctx.device))
+            cost = profile_model(model, shape) if fits else {}
             attrs.update(cost)
-            violated = self._check_constraints(trial, cost)
-            if violated:
+            violated = self._check_constraints(trial, cost) if fits else []
+            if not fits:
+                state, attrs["error"] = TrialState.PRUNED, "budget: no time left to profile it"
+            elif violated:
                 state, attrs["error"] = TrialState.PRUNED, "constraint: " + "; ".join(violated)
             else:
                 reporter = EpochReporter(trial, self.metrics[0], cost, not self.multi_objective)

@@ -4,14 +4,21 @@ The training split is cut in two stratified halves: supernet weights learn on on
 architecture on the other (the bi-level split of the DARTS paper). The epoch loop, the
 budget checks, the per-epoch record (alphas, entropy, genotype) and checkpoint/resume live
 here; a strategy supplies how architecture weights are formed and updated.
+
+Data-parallel (torch.distributed): every rank draws the same global batches and trains on
+its shard of each; the loss is scaled by the shard's share and the gradients of the
+supernet weights and of the architecture are summed across ranks before each optimizer
+step, and BatchNorm uses the global batch's statistics (``training/distributed.py``).
+Rows and checkpoints go through the pipeline's recorder, which writes on rank 0 only.
 """
 
 from __future__ import annotations
 
 import math
+import time
 from abc import abstractmethod
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -22,18 +29,33 @@ from ..run import get_logger
 from ..spaces.darts import CELL_TYPES, DartsSpace, Supernet
 from ..spaces.genotype import CellGenotype, Genotype
 from ..spaces.ops import SKIP_OPS
+from ..training import distributed
 from ..training.budget import StepTimer
 from ..training.device import to_channels_last
-from ..training.loop import NonFiniteLossError, predict_logits
+from ..training.loop import BACKWARD_FACTOR, NonFiniteLossError, predict_logits
 from ..training.losses import make_loss, resolve_class_weights
-from ..ui import PhaseProgress
+from ..training.rng import restore_rng_state, rng_state
 from .base import SearchContext, SearchResult, Strategy
 from .collapse import check_stopping_options, collapse_stop
 from .stacking import sample_cell, stack_cells
 
-STATE_FILE = "search/state.pt"
-HISTORY_FILE = "search/history.jsonl"
-ALPHAS_FILE = "search/alphas.jsonl"
+STATE = "search/state.pt"
+HISTORY = "search/history"  # search/history.jsonl
+ALPHAS = "search/alphas"  # search/alphas.jsonl
+
+
+class ShardLoss(nn.Module):
+    """The strategy's loss scaled by this rank's share of the global batch (1 in a single
+    process, where the loss is returned untouched), so summed gradients are those of the
+    global batch's mean loss."""
+
+    def __init__(self, loss: nn.Module) -> None:
+        super().__init__()
+        self.loss = loss
+        self.share = 1.0
+
+    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return distributed.scaled(self.loss(logits, target), self.share)
 
 
 class ArchParams(nn.Module):
@@ -100,6 +122,16 @@ class OneShotStrategy(Strategy):
     """Positions to draw with flexible stacking (default: the retrained network's layers)."""
 
     spaces = (DartsSpace,)
+    data_parallel: ClassVar[bool] = True
+    """Runs data-parallel: every random draw of a step is the same on all ranks."""
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        """A subclass for other kinds of space (own supernet, own set-up) is not covered by
+        the data-parallel hooks of this loop unless it says so itself."""
+        super().__init_subclass__(**kwargs)
+        if "data_parallel" not in cls.__dict__ and not all(
+                issubclass(s, DartsSpace) for s in cls.spaces):
+            cls.data_parallel = False
 
     # -- hooks a strategy implements ---------------------------------------------------
     def build_arch(self, space: DartsSpace, n_ops: int) -> nn.Module:
@@ -163,10 +195,12 @@ class OneShotStrategy(Strategy):
         self.gen_a = torch.Generator().manual_seed(ctx.seed + 12)
         bs = min(self.batch_size, len(yw), len(ya))
         common = dict(normalizer=self.normalizer, device=ctx.device, channels_last=True)
-        self.weight_loader = BatchLoader(xw, yw, bs, shuffle=True, drop_last=True,
-                                         augment=augment, generator=self.gen_w, **common)
-        self.arch_loader = BatchLoader(xa, ya, bs, shuffle=True, drop_last=True,
-                                       augment=augment, generator=self.gen_a, **common)
+        self.weight_loader = distributed.ShardedBatches(BatchLoader(
+            xw, yw, bs, shuffle=True, drop_last=True, augment=augment, generator=self.gen_w,
+            **common))
+        self.arch_loader = distributed.ShardedBatches(BatchLoader(
+            xa, ya, bs, shuffle=True, drop_last=True, augment=augment, generator=self.gen_a,
+            **common))
         self.arch_eval = (xa, ya)
         counts = torch.bincount(yw, minlength=data.n_classes).tolist()
         class_weights = resolve_class_weights(self.class_weights, counts)
@@ -181,14 +215,19 @@ class OneShotStrategy(Strategy):
         check_stopping_options(self.max_skips, self.stable_epochs)
         self.device = device
         self.space = space
-        self.loss_fn = make_loss(self.loss, None if class_weights is None
-                                 else class_weights.to(device), self.focal_gamma)
-        self.net = self.build_supernet(in_channels, n_classes, image_size)
-        self.arch = self.build_arch(self.space, self.net.n_ops).to(device)
+        self.loss_fn = ShardLoss(make_loss(self.loss, None if class_weights is None
+                                           else class_weights.to(device), self.focal_gamma))
+        self.net = distributed.prepare_model(
+            self.build_supernet(in_channels, n_classes, image_size))
+        self.arch = distributed.prepare_model(self.build_arch(self.space, self.net.n_ops)
+                                              .to(device))
         self.make_optimizers()
 
     def make_optimizers(self) -> None:
-        """SGD + cosine for the supernet weights, Adam for the architecture (DARTS paper)."""
+        """SGD + cosine for the supernet weights, Adam for the architecture (DARTS paper).
+
+        Distributed, the architecture gradients are summed across ranks just before each
+        Adam step (a hook), so every strategy's ``arch_step`` stays as in one process."""
         self.w_optim = torch.optim.SGD(self.net.parameters(), lr=self.w_lr,
                                        momentum=self.w_momentum,
                                        weight_decay=self.w_weight_decay)
@@ -197,6 +236,9 @@ class OneShotStrategy(Strategy):
                                         weight_decay=self.alpha_weight_decay)
         self.scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(
             self.w_optim, T_max=max(1, self.epochs), eta_min=self.w_lr_min)
+        if distributed.is_distributed():
+            self.a_optim.register_step_pre_hook(
+                lambda *_: distributed.reduce_gradients(self.arch.parameters()))
 
     def build_supernet(self, in_channels: int, n_classes: int, image_size: int) -> Supernet:
         net = Supernet(self.space, in_channels, n_classes, image_size,
@@ -214,6 +256,7 @@ class OneShotStrategy(Strategy):
         if not torch.isfinite(loss):
             raise NonFiniteLossError(f"supernet loss became {loss.item()}")
         loss.backward()
+        distributed.reduce_gradients(self.net.parameters())
         nn.utils.clip_grad_norm_(self.net.parameters(), self.grad_clip)
         self.w_optim.step()
         return float(loss.detach())
@@ -232,7 +275,7 @@ class OneShotStrategy(Strategy):
             "scheduler": self.scheduler.state_dict(),
             "gen_w": self.gen_w.get_state(),
             "gen_a": self.gen_a.get_state(),
-            "torch_rng": torch.get_rng_state(),
+            **rng_state(),  # CPU, and CUDA where present
             "n_history": len(history),
         }
 
@@ -244,10 +287,32 @@ class OneShotStrategy(Strategy):
         self.scheduler.load_state_dict(state["scheduler"])
         self.gen_w.set_state(state["gen_w"])
         self.gen_a.set_state(state["gen_a"])
-        torch.set_rng_state(state["torch_rng"])
+        restore_rng_state(state)
         return int(state["epoch"]) + 1
 
     # -- the loop ---------------------------------------------------------------------------
+    def guess_first_costs(self, step_timer: StepTimer, eval_timer: StepTimer) -> None:
+        """Estimate the first search step and the first evaluation before taking them, from
+        one timed evaluation of a batch of validation images (eval mode; the random state is
+        restored, so a probe never changes what the search draws)."""
+        full = self.arch_eval
+        n = min(len(full[1]), self.weight_loader.batch_size)
+        if n == 0:
+            return
+        saved = rng_state()
+        try:
+            self.arch_eval = (full[0][:2], full[1][:2])
+            self.evaluate_supernet()  # untimed: first calls pay one-off costs
+            self.arch_eval = (full[0][:n], full[1][:n])
+            start = time.perf_counter()
+            self.evaluate_supernet()
+            per_image = (time.perf_counter() - start) / n
+        finally:
+            self.arch_eval = full
+            restore_rng_state(saved)
+        step_timer.guess(2 * BACKWARD_FACTOR * per_image * n)  # an arch and a weight step
+        eval_timer.guess(per_image * len(full[1]))
+
     def evaluate_supernet(self) -> tuple[float, float]:
         x, y = self.arch_eval
         weights = {t: w.detach() for t, w in self.arch_weights(self.arch, training=False).items()}
@@ -279,23 +344,30 @@ class OneShotStrategy(Strategy):
     def search(self, ctx: SearchContext) -> SearchResult:
         log = get_logger()
         self._setup(ctx)
-        run = ctx.run
+        recorder = ctx.recorder
         history: list[dict] = []
         start_epoch = 0
-        if ctx.resume and (state := run.load_state(STATE_FILE)) is not None:
-            start_epoch = self.load_state_dict(state)
-            history = run.read_jsonl(HISTORY_FILE)[: state["n_history"]]
-            run.truncate_jsonl(HISTORY_FILE, len(history))
-            run.truncate_jsonl(ALPHAS_FILE, len(history))
+        if ctx.resume and (state := recorder.load_checkpoint(STATE)) is not None:
+            start_epoch = self.load_state_dict(state)  # every rank restores the same state
+            history = recorder.keep_rows(HISTORY, state["n_history"])
+            recorder.keep_rows(ALPHAS, len(history))
             log.info("search: resuming after epoch %d", start_epoch)
         steps = min(len(self.weight_loader), len(self.arch_loader))
         step_timer = StepTimer()
         eval_timer = StepTimer()
+        if ctx.deadline.at is not None:
+            self.guess_first_costs(step_timer, eval_timer)
         stopped = "completed"
-        with PhaseProgress("search", total=self.epochs * steps) as bar:
+        self.batch_share = 1.0
+
+        def out_of_time() -> bool:  # decided by all ranks together
+            return distributed.agree(
+                not ctx.deadline.fits(step_timer.estimate + eval_timer.estimate))
+
+        with recorder.progress("search", total=self.epochs * steps) as bar:
             bar.update(completed=start_epoch * steps)
             for epoch in range(start_epoch, self.epochs):
-                if not ctx.deadline.fits(step_timer.estimate + eval_timer.estimate):
+                if out_of_time():
                     stopped = "budget"
                     break
                 self.begin_epoch(epoch)
@@ -303,22 +375,25 @@ class OneShotStrategy(Strategy):
                 frozen = self.alphas_frozen(epoch)
                 losses = []
                 for xt, yt, xv, yv in self._batches():
-                    if not ctx.deadline.fits(step_timer.estimate + eval_timer.estimate):
+                    if out_of_time():
                         stopped = "budget"
                         break
-                    with step_timer:
+                    with step_timer, distributed.global_batch_statistics():
                         if not frozen:
                             self.arch_step(xt, yt, xv, yv)
                         losses.append(self.weight_step(xt, yt))
-                    bar.advance(info=f"epoch {epoch + 1}/{self.epochs} loss {losses[-1]:.3f}")
+                    shown = losses[-1] / self.batch_share
+                    bar.advance(info=f"epoch {epoch + 1}/{self.epochs} loss {shown:.3f}")
                 if stopped == "budget" and not losses:
                     break
                 with eval_timer:
                     val_loss, val_acc = self.evaluate_supernet()
                 self.scheduler.step()
+                # each rank's losses are its shard's share: their sum is the global mean
+                train_loss = distributed.sum_scalar(sum(losses)) / max(1, len(losses))
                 record = {
                     **self.epoch_record(epoch),
-                    "train_loss": sum(losses) / max(1, len(losses)),
+                    "train_loss": train_loss,
                     "val_loss": val_loss,
                     "val_accuracy": val_acc,
                     "alphas_frozen": frozen,
@@ -327,12 +402,12 @@ class OneShotStrategy(Strategy):
                     "complete": stopped != "budget",
                 }
                 history.append(record)
-                run.append_jsonl(HISTORY_FILE, record)
-                run.append_jsonl(ALPHAS_FILE, {
+                recorder.record(HISTORY, record)
+                recorder.record(ALPHAS, {
                     "epoch": epoch,
                     **{t: w.detach().cpu() for t, w in self.derive_weights(self.arch).items()},
                 })
-                run.save_state(STATE_FILE, self.state_dict(epoch, history))
+                recorder.checkpoint(STATE, self.state_dict(epoch, history))
                 get_logger("progress").info(
                     "search epoch %d/%d: train loss %.3f, val loss %.3f acc %.3f, %s%s",
                     epoch + 1, self.epochs, record["train_loss"], val_loss, val_acc,
@@ -355,7 +430,9 @@ class OneShotStrategy(Strategy):
         )
 
     def _batches(self):
-        yield from (
-            (xt, yt, xv, yv)
-            for (xt, yt), (xv, yv) in zip(self.weight_loader, self.arch_loader)
-        )
+        """Pairs of (weight batch, architecture batch): this rank's shards of them."""
+        for (xt, yt), (xv, yv) in zip(self.weight_loader, self.arch_loader):
+            self.batch_share = getattr(self.weight_loader, "share", 1.0)  # same for both
+            if isinstance(self.loss_fn, ShardLoss):
+                self.loss_fn.share = self.batch_share
+            yield xt, yt, xv, yv

@@ -124,7 +124,7 @@ class SinglePathMixin:
 
     def _setup(self, ctx: SearchContext) -> None:
         super()._setup(ctx)  # type: ignore[misc]
-        self.run = ctx.run
+        self.recorder = ctx.recorder
         x, y = self.arch_eval
         n = min(len(y), self.eval_samples)
         g = torch.Generator().manual_seed(ctx.seed + 21)
@@ -171,9 +171,9 @@ class SinglePathMixin:
 
     def write_paths(self, rows: list[dict[str, Any]]) -> None:
         """The scored paths, best first (``search/paths.json``), for reports."""
-        run = getattr(self, "run", None)
-        if run is not None:
-            run.write_json("search/paths.json", rows)
+        recorder = getattr(self, "recorder", None)
+        if recorder is not None:
+            recorder.write_json("search/paths.json", rows)
 
 
 def one_hot_argmax(alphas: dict[str, torch.Tensor]) -> Forward:

@@ -8,12 +8,32 @@ than after: the run as a whole ends within a few percent of its budget.
 from __future__ import annotations
 
 import math
+import os
 import re
 import time
+from pathlib import Path
 
 from ..errors import ConfigError
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+_IMPORTED = time.monotonic()
+
+
+def process_start() -> float:
+    """The monotonic time at which this process started, so a command's budget includes the
+    interpreter start and the imports before any autonas code ran.
+
+    Read from ``/proc/self/stat`` (start time in clock ticks since boot); where that is not
+    available, the time this module was imported.
+    """
+    try:
+        after_name = Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()
+        ticks = int(after_name[19])  # field 22 of proc(5), counted from the state field (3)
+        age = time.clock_gettime(time.CLOCK_BOOTTIME) - ticks / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError, AttributeError):
+        return _IMPORTED
+    now = time.monotonic()
+    return now - age if 0.0 <= age <= now - _IMPORTED + 3600.0 else _IMPORTED
 
 
 def parse_duration(text: str | float | int | None) -> float | None:
@@ -75,9 +95,9 @@ class Budget:
     budget each phase may use at most (the search's unused time flows to retraining).
     """
 
-    def __init__(self, seconds: float | None) -> None:
+    def __init__(self, seconds: float | None, start: float | None = None) -> None:
         self.seconds = seconds
-        self.start = time.monotonic()
+        self.start = time.monotonic() if start is None else start
         self.deadline = Deadline(None if seconds is None else self.start + seconds)
 
     def elapsed(self) -> float:
@@ -111,6 +131,16 @@ class StepTimer:
         self.last = initial
         self.count = 0
         self._t0: float | None = None
+
+    @property
+    def measured(self) -> bool:
+        """Whether the estimate comes from a timed unit (not only from ``initial``/``guess``)."""
+        return self.count > 0
+
+    def guess(self, seconds: float) -> None:
+        """Set the estimate before any unit is timed (e.g. from a probe of one forward pass)."""
+        if self.count == 0:
+            self.mean = self.last = seconds
 
     def __enter__(self) -> StepTimer:
         self._t0 = time.monotonic()

@@ -80,6 +80,15 @@ def objective_value(metrics: dict, objective: str) -> float:
     return -value if OBJECTIVES[objective] == "min" else value
 
 
+def selection_objective(objective: str, val_labels: Sequence[int] | np.ndarray) -> str:
+    """The objective epoch selection can actually use on this validation split: AUC needs
+    two classes present, so a one-class split selects by validation loss instead (its
+    accuracy would only reward predicting that one class)."""
+    if objective == "auc" and len(np.unique(np.asarray(val_labels))) < 2:
+        return "loss"
+    return objective
+
+
 def decides(metrics: dict) -> bool:
     """Whether the predictions use more than one class (or the split holds only one).
 

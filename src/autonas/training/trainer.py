@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import copy
 import math
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from typing import Any
 
@@ -14,12 +16,15 @@ from torch import nn
 
 from ..data import Augment, BatchLoader, ImageData, Normalizer
 from ..errors import ConfigError
+from ..recorder import Recorder, as_recorder
 from ..run import RunDir, get_logger
-from ..ui import PhaseProgress
+from . import distributed
 from .budget import Deadline, StepTimer
-from .loop import predict_proba, train_epoch
+from .loop import BACKWARD_FACTOR, predict_proba, probe_forward_seconds, train_epoch
 from .losses import Mixup, make_loss, resolve_class_weights
-from .metrics import OBJECTIVES, classification_metrics, epoch_score
+from .metrics import OBJECTIVES, classification_metrics, epoch_score, selection_objective
+from .plan import MACHINE_SLOWER, PLANNING_EPOCHS, EpochPlan
+from .rng import restore_rng_state, rng_state
 
 
 @dataclass
@@ -40,7 +45,7 @@ class TrainConfig:
     label_smoothing: float = 0.1
     loss: str = "ce"
     focal_gamma: float = 2.0
-    class_weights: str | None = None
+    class_weights: str | list[float] | None = None
     augment: bool = True
     augment_pad: int | None = None
     """Random-crop padding in pixels (0 = no crop); None = the data's default (1/8 side)."""
@@ -91,6 +96,15 @@ class FitResult:
     stopped: str
     history: list[dict[str, Any]] = field(default_factory=list)
     state_dict: dict[str, torch.Tensor] | None = None
+    first_plan: int | None = None
+    """Epochs planned once the first epochs were timed (None: a fixed number of epochs)."""
+    slowdown: float | None = None
+    """Seconds per epoch at the end over those at the start (2.0 = ran twice as slow)."""
+    replans: list[dict[str, Any]] = field(default_factory=list)
+    """Each later re-plan: ``{epoch, from, to, slowdown, reason}``."""
+    start_slowdown: float | None = None
+    """How many times slower the machine ran than at the run's start when the epochs were
+    planned (None: not measured)."""
 
 
 def cosine_lr(base: float, minimum: float, progress: float) -> float:
@@ -127,17 +141,29 @@ def train_augment(cfg: TrainConfig, data: ImageData) -> Augment:
 def fit(model: nn.Module, data: ImageData, cfg: TrainConfig, *, deadline: Deadline,
         device: torch.device, seed: int = 0, run: RunDir | None = None, prefix: str = "retrain",
         normalizer: Normalizer | None = None, resume: bool = False,
-        report: Any = None, progress: bool = True) -> FitResult:
+        report: Any = None, progress: bool = True,
+        machine: Callable[[], float] | None = None,
+        recorder: Recorder | None = None) -> FitResult:
     """Train ``model`` on ``data.train``, select the epoch with the best validation
     objective (``epoch_score``), stop before ``deadline``.
 
     With ``run``, the state after every epoch goes to ``{prefix}/state.pt`` and the history
-    to ``{prefix}/history.jsonl``; ``resume`` continues from there. ``report(epoch, metrics)``
-    is called after each validation (pruners raise from it to stop a trial).
+    to ``{prefix}/history.jsonl``; ``resume`` continues from there, with the epoch plan the
+    cosine schedule was made for. ``report(epoch, metrics)`` is called after each validation
+    (pruners raise from it to stop a trial). ``machine()`` says how many times slower the
+    machine runs than at the run's start; it is asked once, when the epochs are planned.
+    ``recorder`` (instead of ``run``) is where rows and checkpoints go; in a data-parallel
+    run only rank 0's writes, while every rank trains its shard (``training/distributed.py``).
     """
+    recorder = recorder or as_recorder(run)
+    model = distributed.prepare_model(model)
     log = get_logger()
     progress_log = get_logger("progress")
     normalizer = normalizer or Normalizer.fit(data.train_x)
+    objective = selection_objective(cfg.objective, data.val_y)
+    if objective != cfg.objective:
+        log.warning("%s: the validation split holds a single class, so its %s is undefined; "
+                    "epochs are selected by validation %s", prefix, cfg.objective, objective)
     gen = torch.Generator().manual_seed(seed + 101)
     augment = train_augment(cfg, data) if cfg.augment else None
     bs = min(cfg.batch_size, len(data.train_y))
@@ -145,6 +171,8 @@ def fit(model: nn.Module, data: ImageData, cfg: TrainConfig, *, deadline: Deadli
                          drop_last=len(data.train_y) >= 2 * bs, augment=augment,
                          normalizer=normalizer, device=device, generator=gen,
                          channels_last=True)
+    if distributed.is_distributed():
+        loader = distributed.ShardedBatches(loader)
     counts = data.class_counts("train")
     weights = resolve_class_weights(cfg.class_weights, counts)
     loss_fn = make_loss(cfg.loss, None if weights is None else weights.to(device),
@@ -154,30 +182,32 @@ def fit(model: nn.Module, data: ImageData, cfg: TrainConfig, *, deadline: Deadli
                                 weight_decay=cfg.weight_decay, nesterov=cfg.momentum > 0)
     ema = _Ema(model, cfg.ema_decay) if cfg.ema_decay > 0 else None
     steps_per_epoch = len(loader)
-    planned = cfg.epochs or cfg.max_epochs
+    plan = EpochPlan(cfg.epochs or cfg.max_epochs, fixed=cfg.epochs is not None,
+                     max_epochs=cfg.max_epochs)
     history: list[dict[str, Any]] = []
     best: tuple[float, ...] = (-math.inf, -math.inf, -math.inf)
     best_metrics: dict[str, Any] = {}
     best_epoch = -1
     best_state: dict[str, torch.Tensor] | None = None
     start_epoch = 0
-    epoch_times: list[float] = []
-    if resume and run is not None and (state := run.load_state(f"{prefix}/state.pt")) is not None:
+    if resume and recorder is not None and (
+            state := recorder.load_checkpoint(f"{prefix}/state.pt")) is not None:
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         if ema is not None and "ema" in state:
             ema.model.load_state_dict(state["ema"])
         gen.set_state(state["generator"])
-        torch.set_rng_state(state["torch_rng"])
+        restore_rng_state(state)
         start_epoch = int(state["epoch"]) + 1
-        planned = int(state["planned_epochs"])
+        plan.restore(state)
         best = tuple(state["best"])  # type: ignore[assignment]
         best_epoch = int(state["best_epoch"])
         best_state = state.get("best_state")
-        history = run.read_jsonl(f"{prefix}/history.jsonl")[:start_epoch]
-        run.truncate_jsonl(f"{prefix}/history.jsonl", len(history))
+        history = recorder.keep_rows(f"{prefix}/history", start_epoch)
         best_metrics = history[best_epoch]["val"] if 0 <= best_epoch < len(history) else {}
-        log.info("%s: resuming after epoch %d of %d", prefix, start_epoch, planned)
+        log.info("%s: resuming after epoch %d of %d", prefix, start_epoch, plan.planned)
+        if (note := plan.fit_left(start_epoch, deadline.remaining())) is not None:
+            log.warning("%s: %s", prefix, note)
 
     has_aux = getattr(model, "aux_head", None) is not None
     drop_path = cfg.drop_path if hasattr(model, "set_drop_path") else 0.0
@@ -185,25 +215,34 @@ def fit(model: nn.Module, data: ImageData, cfg: TrainConfig, *, deadline: Deadli
     eval_timer = StepTimer()
     stopped = "completed"
     epoch = start_epoch
+    start_slowdown: float | None = None
     eval_model = ema.model if ema is not None else model
+    if deadline.at is not None:
+        # The first step and the first evaluation are estimated before they are taken.
+        per_image = probe_forward_seconds(model, data.train_x[:bs], normalizer=normalizer,
+                                          device=device)
+        step_timer.guess(BACKWARD_FACTOR * per_image * bs)
+        eval_timer.guess(per_image * len(data.val_y))
 
-    with PhaseProgress(prefix, total=planned * steps_per_epoch, enabled=progress) as bar:
+    with Recorder.progress_for(recorder, prefix, plan.planned * steps_per_epoch,
+                               progress) as bar:
         bar.update(completed=start_epoch * steps_per_epoch)
-        while epoch < planned:
+        while epoch < plan.planned:
             train_deadline = Deadline(None if deadline.at is None
                                       else deadline.at - eval_timer.estimate)
-            if not train_deadline.fits(step_timer.estimate):
+            if distributed.agree(not train_deadline.fits(step_timer.estimate)):
                 stopped = "budget"
                 break
             if drop_path:
-                model.set_drop_path(drop_path * epoch / max(1, planned))
+                model.set_drop_path(drop_path * epoch / max(1, plan.planned))
 
-            def set_lr(i: int, epoch: int = epoch, planned: int = planned) -> None:
+            def set_lr(i: int, epoch: int = epoch, planned: int = plan.planned) -> None:
                 t = (epoch * steps_per_epoch + i) / max(1, planned * steps_per_epoch)
                 for group in optimizer.param_groups:
                     group["lr"] = cosine_lr(cfg.lr, cfg.lr_min, t)
                 bar.advance(info=f"epoch {epoch + 1}/{planned}")
 
+            epoch_started = time.monotonic()
             result = train_epoch(
                 model, loader, optimizer, loss_fn, deadline=train_deadline, timer=step_timer,
                 grad_clip=cfg.grad_clip, aux_weight=cfg.aux_weight if has_aux else 0.0,
@@ -215,20 +254,27 @@ def fit(model: nn.Module, data: ImageData, cfg: TrainConfig, *, deadline: Deadli
                 stopped = "budget"
                 break
             with eval_timer:
-                probs = predict_proba(eval_model, data.val_x, normalizer=normalizer, device=device)
+                probs = distributed.gather_rows(  # each rank predicts a part of the rows
+                    lambda x: torch.from_numpy(predict_proba(
+                        eval_model, x, normalizer=normalizer, device=device)),
+                    data.val_x).numpy()
                 val = classification_metrics(data.val_y.numpy(), probs, data.class_names)
-            epoch_times.append(step_timer.mean * result.steps + eval_timer.last)
-            if epoch < start_epoch + 3 and cfg.epochs is None and deadline.at is not None:
-                # Re-plan over the first epochs (the first one pays warm-up costs); the
-                # cosine schedule has barely moved by then, so the change is harmless.
-                steady = epoch_times[1:] or epoch_times
-                per_epoch = sum(steady) / len(steady)
-                fits = int(deadline.remaining() // max(per_epoch, 1e-6))
-                planned = max(epoch + 1, min(cfg.max_epochs, epoch + 1 + fits))
-                bar.update(total=planned * steps_per_epoch)
-                progress_log.info("%s: %.1f s per epoch, planning %d epochs in the budget",
-                          prefix, per_epoch, planned)
-            score = epoch_score(val, cfg.objective)
+            if not result.stopped_early:
+                note = plan.observe(epoch, time.monotonic() - epoch_started,
+                                    deadline.remaining(), resumed=start_epoch > 0)
+                plan.restore(distributed.broadcast_value(plan.state()))  # rank 0's plan
+                if note is not None:
+                    log.warning("%s: %s", prefix, note)
+                bar.update(total=plan.planned * steps_per_epoch)
+                if (machine is not None and start_slowdown is None
+                        and plan.first_plan is not None
+                        and epoch + 1 >= min(PLANNING_EPOCHS, plan.planned)):
+                    start_slowdown = machine()
+                    if start_slowdown >= MACHINE_SLOWER:
+                        log.warning("%s: planned %d epochs while the machine runs %.1fx slower "
+                                    "than at the start of the run (other processes on its "
+                                    "cores?)", prefix, plan.planned, start_slowdown)
+            score = epoch_score(val, objective)
             improved = score > best
             if improved:
                 best, best_metrics, best_epoch = score, val, epoch
@@ -240,15 +286,15 @@ def fit(model: nn.Module, data: ImageData, cfg: TrainConfig, *, deadline: Deadli
             history.append(record)
             progress_log.info(
                 "%s epoch %d/%d: train loss %.3f acc %.3f | val loss %.3f acc %.3f auc %s%s",
-                prefix, epoch + 1, planned, result.loss, result.accuracy, val["loss"],
+                prefix, epoch + 1, plan.planned, result.loss, result.accuracy, val["loss"],
                      val["accuracy"], _fmt(val["auc"]), " *" if improved else "")
-            if run is not None:
-                run.append_jsonl(f"{prefix}/history.jsonl", record)
-                run.save_state(f"{prefix}/state.pt", {
+            if recorder is not None:
+                recorder.record(f"{prefix}/history", record)
+                recorder.checkpoint(f"{prefix}/state.pt", {
                     "model": model.state_dict(), "optimizer": optimizer.state_dict(),
                     **({"ema": ema.model.state_dict()} if ema is not None else {}),
-                    "generator": gen.get_state(), "torch_rng": torch.get_rng_state(),
-                    "epoch": epoch, "planned_epochs": planned, "best": list(best),
+                    "generator": gen.get_state(), **rng_state(),
+                    "epoch": epoch, **plan.state(), "best": list(best),
                     "best_epoch": best_epoch, "best_state": best_state,
                 })
             if report is not None:
@@ -258,8 +304,10 @@ def fit(model: nn.Module, data: ImageData, cfg: TrainConfig, *, deadline: Deadli
                 stopped = "budget"
                 break
     return FitResult(best_metrics=best_metrics, best_epoch=best_epoch, epochs=len(history),
-                     planned_epochs=planned, stopped=stopped, history=history,
-                     state_dict=best_state)
+                     planned_epochs=plan.planned, stopped=stopped, history=history,
+                     state_dict=best_state, first_plan=plan.first_plan,
+                     slowdown=plan.slowdown(), replans=list(plan.replans),
+                     start_slowdown=start_slowdown)
 
 
 def _fmt(x: float | None) -> str:
