@@ -417,3 +417,25 @@ def test_time_limit_is_kept(data) -> None:
     model = json.loads((clf.run_dir_ / "model.json").read_text())
     # the epoch count was planned from the limit (the plan may end just before it)
     assert model["epochs"] >= 2 and model["stopped"] in ("budget", "completed")
+
+
+def test_a_crashed_multi_trial_search_retrains_its_best_finished_trial(
+        data, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Trials finished before the crash: the fallback is the best of them, not a random
+    architecture."""
+    import autonas.trials.search as trial_search
+
+    def crash(strategy, rows, *args, **kwargs):
+        raise RuntimeError("crash after the trials")
+
+    monkeypatch.setattr(trial_search, "search_result", crash)
+    x, y = data["train"]
+    with pytest.warns(RuntimeWarning, match="search failed"):
+        clf = ImageClassifier(max_trials=3, strategy="random", **MULTI_TRIAL_TINY).fit(
+            x, y, epochs=1)
+    rows = [json.loads(line) for line in
+            (clf.run_dir_ / "search" / "trials.jsonl").read_text().splitlines()]
+    complete = [r for r in rows if r["state"] == "COMPLETE"]
+    best = max(complete, key=lambda r: (r["value"], -r["number"]))
+    assert clf.failures_[0]["fallback"] == f"search trial {best['number']} (best finished)"
+    assert clf.architecture_ == best["arch"]

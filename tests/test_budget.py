@@ -432,12 +432,12 @@ def test_trial_profiling_is_checked_against_the_deadline(tmp_path: Path,
                                                          ) -> None:
     """A trial whose profiling would not fit is not profiled, and the search ends."""
     from autonas.errors import ConfigError
-    from autonas.strategies import multitrial
+    from autonas.trials import search as trial_search
     from toy_space import arrays
 
-    monkeypatch.setattr(multitrial, "profile_seconds", lambda *args, **kwargs: 1e6)
+    monkeypatch.setattr(trial_search, "profile_seconds", lambda *args, **kwargs: 1e6)
     profiled: list[int] = []
-    monkeypatch.setattr(multitrial, "profile_model",
+    monkeypatch.setattr(trial_search, "profile_model",
                         lambda *args, **kwargs: profiled.append(1) or {})
     data = from_arrays(arrays(48, 0), arrays(48, 1), arrays(24, 2), name="toy")
     space = make_space(f"{Path(__file__).parent / 'toy_space.py'}:ToySpace")

@@ -62,7 +62,7 @@ def test_a_multi_trial_search_in_its_random_phase_says_so(tmp_path, data):
     run = search(tmp_path, data, "tpe", space="macro", strategy="tpe",
                  search={"max_trials": 2, "trial_epochs": 1, "n_startup_trials": 4})
     result = read(run, "search/result.json")
-    assert result["limited"].startswith("2 trials finished, and tpe draws its first 4 at "
+    assert result["limited"].startswith("2 trials finished, fewer than the 4 tpe draws at "
                                         "random")
     assert "fallback" not in result
     assert "2 trials finished" in read(run, "status.json")["search"]["limited"]

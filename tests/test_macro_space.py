@@ -12,7 +12,7 @@ import torch
 from torchvision.models import resnet18
 
 import autonas.pipeline as pipeline
-import autonas.strategies.multitrial as multitrial
+import autonas.trials.search as trial_search
 from autonas.config import RunConfig
 from autonas.data import from_arrays
 from autonas.errors import ConfigError
@@ -115,7 +115,7 @@ def test_strategies_search_the_macro_space_and_the_retrain_uses_its_hyperparamet
             return real_fit(model, data, cfg, **kwargs)
         return fit
 
-    monkeypatch.setattr(multitrial, "fit", spy("trial"))
+    monkeypatch.setattr(trial_search, "fit", spy("trial"))
     monkeypatch.setattr(pipeline, "fit", spy("retrain"))
     cfg = RunConfig(dataset="toy", space="macro", strategy=strategy, budget=None,
                     search={"max_trials": 3, "trial_epochs": 1}, device="cpu",

@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 import time
+from datetime import datetime
 from pathlib import Path
 
 import optuna
@@ -27,8 +28,8 @@ from autonas.spaces import make_space
 from autonas.spaces.darts import DartsSpace
 from autonas.strategies import SearchContext, make_strategy
 from autonas.strategies.evolution import mutate
-from autonas.strategies.study import finished_trials, pareto_front
 from autonas.training.budget import Deadline
+from autonas.trials.study import finished_trials, pareto_front
 from toy_space import arrays, write_npz
 
 ENV = {"AUTONAS_NO_PROGRESS": "1", "AUTONAS_THREADS": "1"}
@@ -410,3 +411,90 @@ def test_reinforce_policy_learns_the_rewarded_choice(toy):
     probs = policy.probabilities()
     assert probs["op"][2] > 0.9  # signal
     assert abs(probs["width"][0] - 0.5) < 0.2  # the width does not matter
+
+
+def test_sigkill_then_resume_gives_the_uninterrupted_result(space_file, npz, tmp_path):
+    """Exact resume: the killed trial re-runs with its own proposal and seed, and the
+    strategy goes on as if nothing happened: same trials, same best architecture, same
+    retrained metrics as a run never interrupted."""
+    widths = list(range(1, 13))  # 36 architectures: evolution has room to mutate
+    def args(out: Path) -> list[str]:
+        return [sys.executable, "-m", "autonas.cli", "run", "--data", str(npz), "--space",
+                f"{space_file}:ToySpace", "--strategy", "evolution", "--max-trials", "8",
+                "--budget", "none", "--retrain-epochs", "2", "--seed", "3", "--out",
+                str(out), "--device", "cpu", "--set", "search.trial_epochs=2",
+                "--set", f"space_options.widths={widths}", "--set", "space_options.slow=0.2"]
+
+    env = {**os.environ, **ENV}
+    straight = tmp_path / "straight"
+    done = subprocess.run(args(straight), capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+
+    out = tmp_path / "killed"
+    log = tmp_path / "killed.log"
+    with log.open("w") as f:
+        proc = subprocess.Popen(args(out), stdout=f, stderr=subprocess.STDOUT, env=env)
+    storage = f"sqlite:///{out / 'search' / 'study.db'}"
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and proc.poll() is None:  # mid-trial, after 5
+            done_rows = rows(out) if (out / "search" / "trials.jsonl").exists() else []
+            if sum(r["state"] == "COMPLETE" for r in done_rows) >= 5:
+                study = optuna.load_study(study_name=out.name, storage=storage)
+                now = datetime.now()  # a trial that started under 0.2 s ago: surely mid-trial
+                if any(t.state == optuna.trial.TrialState.RUNNING and "worker" in t.user_attrs
+                       and (now - t.datetime_start).total_seconds() < 0.2
+                       for t in study.trials):
+                    break
+            time.sleep(0.05)
+        assert proc.poll() is None, log.read_text()
+        os.kill(proc.pid, signal.SIGKILL)
+    finally:
+        proc.wait()
+    before = [r for r in rows(out) if r["state"] == "COMPLETE"]
+    resumed = subprocess.run([sys.executable, "-m", "autonas.cli", "run", "--resume",
+                              str(out)], capture_output=True, text=True, env=env, timeout=300)
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+
+    after = {r["number"]: r for r in rows(out)}
+    assert all(after[r["number"]] == r for r in before)  # no finished trial lost
+    killed = [r for r in after.values() if r["error"] == "interrupted"]
+    assert len(killed) == 1
+    ran = sorted((r for r in after.values() if r["error"] != "interrupted"),
+                 key=lambda r: r["proposal"])
+    reference = sorted(rows(straight), key=lambda r: r["proposal"])
+    strip = ("number", "seconds", "latency_ms")  # timings differ
+    assert [{k: v for k, v in r.items() if k not in strip} for r in ran] == \
+        [{k: v for k, v in r.items() if k not in strip} for r in reference]
+
+    def result(run: Path) -> dict:
+        return json.loads((run / "search" / "result.json").read_text())["architecture"]
+
+    def metrics(run: Path) -> dict:
+        m = json.loads((run / "metrics.json").read_text())
+        m.pop("model")  # its latency is a timing
+        for split in ("val", "test"):
+            m[split].pop("seconds")
+        return m
+
+    assert result(out) == result(straight)
+    assert metrics(out) == metrics(straight)
+
+
+def test_a_trial_killed_before_its_proposal_was_stored_leaves_no_row(toy, data, tmp_path):
+    """Killed between asking and storing the proposal: nothing trained, so no row, and
+    the resumed search draws the same proposal for that index."""
+    out = tmp_path / "run"
+    first = search(toy(), "random", data, out, max_trials=2, seed=5)
+    storage = f"sqlite:///{out / 'search' / 'study.db'}"
+    study = optuna.load_study(study_name=out.name, storage=storage)
+    study.ask()  # left RUNNING without a proposal, as by a kill right after the ask
+    strategy = make_strategy("random", toy(), max_trials=3, **FAST)
+    ctx = SearchContext(data=data, space=toy(), run=RunDir(out), deadline=Deadline(None),
+                        device=torch.device("cpu"), seed=5, resume=True)
+    result = strategy.search(ctx)
+    got = rows(out)
+    assert [r["proposal"] for r in got] == [0, 1, 2]
+    assert [r["state"] for r in got] == ["COMPLETE"] * 3
+    assert got[:2] == [dict(r) for r in first.history][:2]
+    assert result.extra["n_trials"] == 3

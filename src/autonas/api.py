@@ -237,11 +237,18 @@ class ImageClassifier(ClassifierMixin, BaseEstimator):
 
     def _fallback_architecture(self, cfg: RunConfig, run: RunDir, exc: Exception
                                ) -> dict[str, Any]:
-        """The architecture a failed search had reached (its last recorded epoch), or a
-        random one when it failed before recording any."""
+        """The architecture a failed search had reached (a multi-trial search's best
+        finished trial, a one-shot search's last recorded epoch), or a random one when it
+        failed before recording any."""
+        from .trials.search import TRIALS_FILE, best_finished
+
         space = make_space(cfg.space, **cfg.space_options)
         arch, source = None, "random (the search failed before its first epoch)"
-        for row in reversed(run.read_jsonl("search/history.jsonl")):
+        best = best_finished(run.read_jsonl(TRIALS_FILE), cfg.search)
+        if best is not None:  # a multi-trial search: its best finished trial
+            arch, source = best["arch"], f"search trial {best['number']} (best finished)"
+        for row in reversed([] if arch is not None else
+                            run.read_jsonl("search/history.jsonl")):
             candidate = row.get("architecture") or row.get("genotype") or row.get("arch")
             if candidate is not None:
                 arch, source = candidate, f"search epoch {row.get('epoch', '?')}"

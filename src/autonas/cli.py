@@ -77,6 +77,11 @@ StorageUrl = Annotated[str | None, typer.Option("--storage", help="Multi-trial s
                                                 "Optuna storage URL, e.g. postgresql://user:"
                                                 "pass@host/db (default: SQLite in the run "
                                                 "folder).", show_default=False)]
+Workers = Annotated[int | None, typer.Option("--workers", help="Multi-trial strategies: "
+                                            "worker processes to start on this machine, "
+                                            "sharing the study (more than one needs a "
+                                            "PostgreSQL --storage; other machines join with "
+                                            "`autonas worker`).", show_default=False)]
 Loss = Annotated[str | None, typer.Option("--loss", help="Loss of the search and of "
                                           "retraining: ce (cross-entropy) or focal (focal "
                                           "loss, gamma train.focal_gamma) (default: ce).",
@@ -125,7 +130,7 @@ def build_config(*, config: Path | None, dataset: str | None, data: Path | None,
                  device: str | None, sets: Sequence[str] | None,
                  max_trials: int | None = None, storage: str | None = None,
                  loss: str | None = None, class_weights: str | None = None,
-                 check_search: bool = True) -> RunConfig:
+                 workers: int | None = None, check_search: bool = True) -> RunConfig:
     """The run's config from defaults, --config, flags and --set, every value type-checked
     (the strategy's own options too, unless ``check_search`` is off: no search runs)."""
     d: dict[str, Any] = RunConfig().to_dict()
@@ -147,7 +152,8 @@ def build_config(*, config: Path | None, dataset: str | None, data: Path | None,
     if retrain_epochs is not None:
         d["train"] = {**d.get("train", {}), "epochs": retrain_epochs}
     # Only when given: one-shot strategies have no such options and must say so.
-    for key, value in (("max_trials", max_trials), ("storage", storage)):
+    for key, value in (("max_trials", max_trials), ("storage", storage),
+                       ("workers", workers)):
         if value is not None:
             d["search"] = {**d.get("search", {}), key: value}
     _apply_losses(d, loss, class_weights)
@@ -447,6 +453,7 @@ def run(
     grayscale: Grayscale = None,
     max_trials: MaxTrials = None,
     storage: StorageUrl = None,
+    workers: Workers = None,
     tensorboard: TensorBoardFlag = False,
     loss: Loss = None,
     class_weights: ClassWeights = None,
@@ -460,7 +467,7 @@ def run(
                               strategy=strategy, budget=budget, epochs=epochs, space=space,
                               retrain_epochs=retrain_epochs, seed=seed, device=device, sets=set_,
                               max_trials=max_trials, storage=storage, loss=loss,
-                              class_weights=class_weights)
+                              class_weights=class_weights, workers=workers)
         if tensorboard:
             _enable_tensorboard(cfg)
         try:
@@ -495,6 +502,7 @@ def search(
     set_: Sets = None,
     max_trials: MaxTrials = None,
     storage: StorageUrl = None,
+    workers: Workers = None,
     tensorboard: TensorBoardFlag = False,
     loss: Loss = None,
     class_weights: ClassWeights = None,
@@ -508,7 +516,7 @@ def search(
                               strategy=strategy, budget=budget, epochs=epochs, space=space,
                               retrain_epochs=None, seed=seed, device=device, sets=set_,
                               max_trials=max_trials, storage=storage, loss=loss,
-                              class_weights=class_weights)
+                              class_weights=class_weights, workers=workers)
         if tensorboard:
             _enable_tensorboard(cfg)
     summary = _execute(cfg, ("search",), out=out, resume=resume, budget=budget,
@@ -667,6 +675,32 @@ def tune(
     if not retrain:
         console.print(f"Retrain with: autonas train --arch {run_dir}/architecture.json "
                       f"--config {summary['best_yaml']} (add the data options of the run)")
+
+
+@app.command()
+def worker(
+    storage: Annotated[str, typer.Option("--storage", help="The study's storage URL, e.g. "
+                                         "postgresql://user:pass@host/db.")],
+    study: Annotated[str, typer.Option("--study", help="The study name (the run folder's "
+                                       "name, or search.study_name).")],
+    device: Device = "auto",
+    wait: Annotated[float, typer.Option("--wait", help="Seconds to wait for the coordinator "
+                                        "to create the study (workers may start first).")]
+    = 120.0,
+) -> None:
+    """Join a running multi-trial search as one more worker (any machine that reaches the
+    database and the data); it runs trials until the search is over."""
+    from .trials.workers import join
+
+    setup_console_logging()
+    try:
+        summary = join(storage, study, device=device, wait=wait)
+    except AutonasError as exc:
+        _fail(str(exc))
+    except KeyboardInterrupt:
+        console.print("\n[yellow]worker stopped.[/] Its trial is re-run by another worker.")
+        raise typer.Exit(130) from None
+    console.print(f"worker done: {summary['trials']} trials here; search {summary['stopped']}")
 
 
 @app.command("export")

@@ -27,19 +27,10 @@ def search_honesty(strategy: Strategy, space: SearchSpace, result: SearchResult)
                                "architecture: trained the untouched initialisation"}
         return {"fallback": f"{reason}: trained the default architecture",
                 "default_arch": default}
-    needed = random_phase_trials(strategy)
-    complete = result.extra.get("states", {}).get("COMPLETE")
-    if needed and complete is not None and complete <= needed:
-        return {"limited": f"{complete} trials finished, and {strategy.name} draws its "
-                           f"first {needed} at random: the result is the best of random "
-                           "architectures"}
+    if result.extra.get("random_only"):
+        complete = result.extra.get("states", {}).get("COMPLETE", 0)
+        population = getattr(strategy, "population", lambda: None)()
+        return {"limited": f"{complete} trials finished, fewer than the {population} "
+                           f"{strategy.name} draws at random before it exploits what it "
+                           "learnt: the result is the best of random architectures"}
     return {}
-
-
-def random_phase_trials(strategy: Strategy) -> int:
-    """Trials a multi-trial strategy draws at random before its model steers (0: none)."""
-    for option in ("n_startup_trials", "population_size"):
-        value = getattr(strategy, option, None)
-        if isinstance(value, int):
-            return value
-    return 0

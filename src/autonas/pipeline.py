@@ -118,7 +118,8 @@ def search_phase(cfg: RunConfig, run: RunDir, data: ImageData, space: SearchSpac
              len(data.train_y), _remaining(deadline))
     result = strategy.search(SearchContext(data=data, space=space, run=run, deadline=deadline,
                                            device=device, seed=cfg.seed, resume=resume,
-                                           target=build_spec(cfg, data), recorder=recorder))
+                                           target=build_spec(cfg, data),
+                                           config=_resolved(cfg, space), recorder=recorder))
     arch = space.validate(result.architecture)
     honesty = search_honesty(strategy, space, result)
     if "fallback" in honesty:

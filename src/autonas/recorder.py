@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .run import RunDir
+from .run import RunDir, jsonable
 from .ui import PhaseProgress
 
 
@@ -30,6 +30,7 @@ class Recorder:
         self.run = run
         self.is_writer = is_writer and run is not None
         self.show_progress = progress and self.is_writer
+        self._synced: dict[tuple[str, str], set[Any]] = {}
 
     @property
     def writes(self) -> bool:
@@ -44,6 +45,20 @@ class Recorder:
     def rows(self, kind: str) -> list[dict[str, Any]]:
         """The rows of ``kind`` (a line cut by a kill is left out)."""
         return [] if self.run is None else self.run.read_jsonl(f"{kind}.jsonl")
+
+    def sync(self, kind: str, rows: list[dict[str, Any]], key: str = "number"
+             ) -> list[dict[str, Any]]:
+        """Append the rows whose ``key`` is not recorded yet (e.g. trials finished by
+        other workers, read from the study); returns the new ones. The file is read once,
+        then the recorded keys are remembered."""
+        if (kind, key) not in self._synced:
+            self._synced[(kind, key)] = {r.get(key) for r in self.rows(kind)}
+        known = self._synced[(kind, key)]
+        new = [r for r in rows if r.get(key) not in known]
+        for row in new:
+            self.record(kind, jsonable(row))
+            known.add(row.get(key))
+        return new
 
     def keep_rows(self, kind: str, n: int) -> list[dict[str, Any]]:
         """The first ``n`` rows of ``kind``; the later ones (of work a resume redoes) are

@@ -13,40 +13,20 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import statistics
-import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import optuna
 import torch
-from optuna.trial import TrialState
 
 from .config import RunConfig
 from .data import ImageData
 from .errors import ConfigError
 from .pipeline import build_spec, execute, load_data, read_architecture
-from .run import RunDir, detach_log, get_logger, jsonable
+from .recorder import Recorder
+from .run import RunDir, detach_log, get_logger
 from .spaces import make_space
-from .strategies.multitrial import (
-    EpochReporter,
-    describe_error,
-    is_out_of_memory,
-    release_memory,
-)
-from .strategies.study import (
-    INTERRUPTED,
-    METRICS,
-    default_storage,
-    fail_interrupted,
-    make_storage,
-    masked,
-    metric_value,
-    no_experimental_warnings,
-    open_study,
-    sync_rows,
-    trial_row,
-)
 from .training.budget import Budget
 from .training.device import (
     configure_threads,
@@ -55,10 +35,21 @@ from .training.device import (
     to_channels_last,
 )
 from .training.trainer import TrainConfig, fit
+from .trials.runner import TrialJob, TrialRunner
+from .trials.study import (
+    METRICS,
+    default_storage,
+    exclusive_sqlite,
+    make_storage,
+    masked,
+    no_experimental_warnings,
+    open_study,
+    single_process,
+)
 
 TUNE_DIR = "tune"
 TRIALS_FILE = "tune/trials.jsonl"
-ROW_KEYS = ("hparams", "val", "epochs", "seconds", "error")
+ROW_KEYS = ("hparams", "val", "epochs", "seconds", "error", "seed", "proposal")
 TUNE_FRACTION = 0.5
 """With ``retrain``: the share of the budget tuning may use; retraining gets the rest."""
 BATCH_SIZES = (16, 32, 64, 128)
@@ -124,39 +115,23 @@ def tune(run_dir: str | Path, *, budget: float | None = 600.0, max_trials: int |
         metric = cfg.train.objective
         url = storage or default_storage(run.file(TUNE_DIR))
         store = make_storage(url)
-        sampler = optuna.samplers.TPESampler(seed=seed, n_startup_trials=5, multivariate=True)
         pruner = optuna.pruners.HyperbandPruner(min_resource=min_epochs,
                                                 max_resource=trial_epochs, reduction_factor=3)
         study_name = f"tune-{run.path.name}"
+        plan = HparamPlan(data, metric, seed)
         with no_experimental_warnings():
             study = open_study(store, url, study_name, [METRICS[metric]], resume=True,
-                               sampler=sampler, pruner=pruner)
-        fail_interrupted(study, store)
-        rows = sync_rows(run, TRIALS_FILE, study, ROW_KEYS)
+                               sampler=plan.make_sampler(seed), pruner=pruner)
+        evaluate = train_hparams(cfg, space, arch, spec, data, dev, trial_epochs)
+        runner = TrialRunner(study, store, plan, evaluate, recorder=Recorder(run),
+                             kind=TRIALS_FILE.removesuffix(".jsonl"), deadline=deadline,
+                             seed=seed, max_trials=max_trials, alone=single_process(url),
+                             dedup=False, prune=True, log_prefix="tune trial")
         log.info("tune: %s of %s (%s), %d-epoch trials, %s", metric, space.describe(arch),
                  data.name, trial_epochs, masked(url))
-        stopped = "completed"
-        counted = sum(1 for r in rows if r.get("error") != INTERRUPTED)
-        while max_trials is None or counted < max_trials:
-            times = [r["seconds"] for r in rows if r["state"] == "COMPLETE"]
-            if deadline.expired() or not deadline.fits(statistics.fmean(times) if times else 0):
-                stopped = "budget"
-                break
-            with no_experimental_warnings():
-                trial = study.ask()
-                hparams = suggest_hparams(trial, data)
-            frozen = _run_trial(study, trial, hparams, cfg, space, arch, spec, data, deadline,
-                                dev, seed, trial_epochs, metric)
-            row = trial_row(frozen, ROW_KEYS)
-            run.append_jsonl(TRIALS_FILE, row)
-            rows.append(row)
-            counted += 1
-            log.info("tune trial %d %s: %s %s, %.1f s%s", row["number"], row["state"], metric,
-                     "n/a" if row["value"] is None else f"{row['value']:.4f}", row["seconds"],
-                     f" ({row['error']})" if row["error"] else "")
-            if row["state"] == "PRUNED" and str(row["error"]).startswith("budget"):
-                stopped = "budget"
-                break
+        with exclusive_sqlite(url):
+            stopped = runner.work()
+        rows = runner.rows
         complete = [r for r in rows if r["state"] == "COMPLETE"]
         if not complete:
             raise ConfigError("no tuning trial completed (" + (
@@ -196,52 +171,58 @@ def tune(run_dir: str | Path, *, budget: float | None = 600.0, max_trials: int |
     return summary
 
 
-def _run_trial(study: optuna.Study, trial: optuna.Trial, hparams: dict[str, Any],
-               cfg: RunConfig, space: Any, arch: dict[str, Any], spec: Any, data: ImageData,
-               deadline: Any, device: torch.device, seed: int, epochs: int,
-               metric: str) -> optuna.trial.FrozenTrial:
-    started = time.monotonic()
-    attrs: dict[str, Any] = {"hparams": hparams, "val": None, "epochs": 0, "error": None,
-                             "value": None}
-    state, value = TrialState.FAIL, None
-    reporter = EpochReporter(trial, metric, {}, prune=True)
-    model, oom = None, False
-    try:
-        train = TrainConfig.from_dict({**dataclasses.asdict(cfg.train), **hparams,
+class HparamPlan:
+    """Tuning as a trial plan: TPE picks the training settings (no dedup: settings are
+    continuous, and the same ones trained again measure the noise)."""
+
+    subject = "hparams"
+    keys = ROW_KEYS
+    drawn_by_sampler = True
+
+    def __init__(self, data: ImageData, metric: str, seed: int) -> None:
+        self.data, self.metrics = data, [metric]
+
+    def make_sampler(self, seed: int) -> optuna.samplers.BaseSampler:
+        return optuna.samplers.TPESampler(seed=seed, n_startup_trials=5, multivariate=True)
+
+    def propose(self, trial: optuna.Trial | None, rng: Any, history: list[dict[str, Any]]
+                ) -> dict[str, Any]:
+        assert trial is not None
+        with no_experimental_warnings():
+            return suggest_hparams(trial, self.data)
+
+    def fix(self, trial: optuna.Trial, subject: dict[str, Any]) -> None:
+        """Settings always come from the sampler."""
+
+    def key(self, subject: dict[str, Any]) -> None:
+        return None
+
+    def exhausted(self, tried: int) -> None:
+        return None
+
+    def observe(self, row: dict[str, Any]) -> None:
+        """TPE reads the study itself."""
+
+
+def train_hparams(cfg: RunConfig, space: Any, arch: dict[str, Any], spec: Any,
+                  data: ImageData, device: torch.device, epochs: int
+                  ) -> Callable[[TrialJob], dict[str, Any]]:
+    """A tuning trial's evaluation: the fixed architecture trained with the proposed
+    settings."""
+
+    def evaluate(job: TrialJob) -> dict[str, Any]:
+        train = TrainConfig.from_dict({**dataclasses.asdict(cfg.train), **job.subject,
                                        "epochs": epochs})
-        seed_everything(seed + trial.number)
+        seed_everything(job.seed)
         model = to_channels_last(space.build(arch, spec).to(device))
-        result = fit(model, data, train, deadline=deadline, device=device,
-                     seed=seed + trial.number, prefix=f"tune trial {trial.number}",
-                     report=reporter, progress=False)
-        attrs.update(epochs=result.epochs, val=result.best_metrics or None,
-                     value=metric_value(metric, result.best_metrics, {}))
+        result = fit(model, data, train, deadline=job.deadline, device=device,
+                     seed=job.seed, prefix=f"tune trial {job.number}",
+                     report=job.reporter, progress=False)
+        row: dict[str, Any] = {"epochs": result.epochs, "val": result.best_metrics or None}
         if result.epochs < epochs:
-            state = TrialState.PRUNED
-            attrs["error"] = (f"budget: the deadline stopped it after {result.epochs} of "
-                              f"{epochs} epochs")
-        elif attrs["value"] is not None:
-            state, value = TrialState.COMPLETE, attrs["value"]
-    except optuna.TrialPruned as exc:
-        state = TrialState.PRUNED
-        attrs.update(error=f"pruner: {exc}", epochs=reporter.epochs, val=reporter.best_val,
-                     value=reporter.best)
-    except KeyboardInterrupt:
-        attrs["error"] = INTERRUPTED
-        _finish(study, trial, attrs, started, TrialState.FAIL, None)
-        raise
-    except Exception as exc:  # a setting that breaks training is a result, not a crash
-        attrs.update(error=describe_error(exc), epochs=reporter.epochs, val=reporter.best_val)
-        oom = is_out_of_memory(exc)
-    model = None
-    if oom:
-        release_memory()
-    return _finish(study, trial, attrs, started, state, value)
+            row.update(state="PRUNED", value=job.reporter.best,
+                       error=f"budget: the deadline stopped it after {result.epochs} of "
+                             f"{epochs} epochs")
+        return row
 
-
-def _finish(study: optuna.Study, trial: optuna.Trial, attrs: dict[str, Any], started: float,
-            state: TrialState, value: float | None) -> optuna.trial.FrozenTrial:
-    attrs["seconds"] = time.monotonic() - started
-    for key, v in jsonable(attrs).items():
-        trial.set_user_attr(key, v)
-    return study.tell(trial, value, state=state)
+    return evaluate

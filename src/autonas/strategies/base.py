@@ -31,6 +31,8 @@ class SearchContext:
     resume: bool = False
     target: BuildSpec | None = None
     """The network that will be retrained from the result (its depth, width, ...)."""
+    config: dict[str, Any] | None = None
+    """The run's resolved config, for worker processes that rebuild data and space."""
     recorder: Recorder | None = None
     """Where the strategy hands its records and checkpoints (default: one writing to
     ``run``); in a data-parallel run, only rank 0's recorder writes."""

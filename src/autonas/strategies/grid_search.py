@@ -9,10 +9,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import ConfigError
+from ..trials.search import choice_key, space_size
+from ..trials.study import INTERRUPTED
 from . import register_strategy
 from .base import SearchContext
-from .multitrial import MultiTrialStrategy, choice_key, space_size
-from .study import INTERRUPTED
+from .multitrial import MultiTrialStrategy
 
 MAX_GRID = 10**6
 

@@ -17,10 +17,10 @@ from typing import Any
 import numpy as np
 
 from ..errors import ConfigError
+from ..trials.study import INTERRUPTED
 from . import register_strategy
 from .base import SearchContext
 from .multitrial import MultiTrialStrategy
-from .study import INTERRUPTED
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 import optuna
 
+from ..trials.study import no_experimental_warnings
 from . import register_strategy
 from .multitrial import MultiTrialStrategy
 
@@ -27,5 +28,11 @@ class Tpe(MultiTrialStrategy):
     needs_choices = True
 
     def make_sampler(self, seed: int) -> optuna.samplers.BaseSampler:
-        return optuna.samplers.TPESampler(seed=seed, n_startup_trials=self.n_startup_trials,
-                                          multivariate=self.multivariate)
+        # constant_liar: workers asking while others' trials run do not all pick the same
+        with no_experimental_warnings():
+            return optuna.samplers.TPESampler(seed=seed, n_startup_trials=self.n_startup_trials,
+                                              multivariate=self.multivariate,
+                                              constant_liar=True)
+
+    def population(self) -> int:
+        return self.n_startup_trials

@@ -1,7 +1,9 @@
 """Optuna plumbing shared by multi-trial search and tuning: storage, study, trial rows.
 
 The study is the record of truth (a kill -9 loses nothing it has committed); the JSON rows
-in ``trials.jsonl`` are rebuilt from it on resume, so the two always agree.
+in ``trials.jsonl`` are rebuilt from it, so the two always agree. SQLite serves one
+process; several workers share a study on PostgreSQL, where Optuna's heartbeat tells a
+dead worker's trial from a live one and re-queues it.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from ..errors import ConfigError
-from ..run import RunDir, jsonable
+from ..run import jsonable
 
 INTERRUPTED = "interrupted"
 """The error recorded for a trial a kill or Ctrl-C stopped; it does not count as tried."""
@@ -44,6 +46,8 @@ def no_experimental_warnings() -> Iterator[None]:
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
         warnings.filterwarnings("ignore", category=FutureWarning, module="optuna")
+        # the runner beats for its trials itself (ask/tell, not Study.optimize)
+        warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed")
         yield
 
 
@@ -91,21 +95,115 @@ def masked(url: str) -> str:
         return url
 
 
-def make_storage(url: str) -> optuna.storages.BaseStorage:
+def storage_url(url: str) -> str:
+    """A SQLAlchemy URL with a driver: ``postgresql://`` (and ``postgres://``) mean psycopg 3."""
+    for prefix in ("postgresql://", "postgres://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix):]
+    return url
+
+
+MEMORY = "memory"
+"""The storage "URL" of a study kept in this process's memory (Optuna's InMemoryStorage):
+fastest, for searches that need no resume and no workers (e.g. a synthetic benchmark)."""
+
+
+def is_sqlite(url: str) -> bool:
+    return url.startswith("sqlite")
+
+
+def single_process(url: str) -> bool:
+    """Whether a study at ``url`` serves one process only (SQLite, memory)."""
+    return is_sqlite(url) or url == MEMORY
+
+
+def retry_callback() -> Any:
+    """Re-queues a dead worker's trial with its params and user attributes (its
+    architecture, seed and proposal number), so a live worker re-runs exactly it."""
+    with no_experimental_warnings():
+        return optuna.storages.RetryHeartbeatStaleTrialCallback()
+
+
+def make_storage(url: str, *, heartbeat_interval: int | None = None,
+                 grace_period: int | None = None) -> optuna.storages.RDBStorage:
+    """Optuna's RDB storage for ``url``; with ``heartbeat_interval`` (seconds), every
+    running trial beats and a trial silent for ``grace_period`` is failed and re-queued."""
     quiet_optuna()
+    if url == MEMORY:
+        return optuna.storages.InMemoryStorage()  # type: ignore[return-value]
+    full = storage_url(url)
+    heartbeat: dict[str, Any] = {}
+    if heartbeat_interval is not None:
+        heartbeat = {"heartbeat_interval": int(heartbeat_interval),
+                     "grace_period": int(grace_period or 3 * heartbeat_interval),
+                     "heartbeat_stale_trial_callback": retry_callback()}
+    engine = {} if is_sqlite(full) else {"pool_pre_ping": True}
     try:
-        storage = optuna.storages.RDBStorage(url)
-        if url.startswith("sqlite"):
+        with no_experimental_warnings():
+            storage = optuna.storages.RDBStorage(full, engine_kwargs=engine, **heartbeat)
+        if is_sqlite(full) and ":memory:" not in full:
             _write_ahead_log(storage.engine)
         return storage
     except ImportError as exc:
         raise ConfigError(f"storage {masked(url)} needs a database driver that is not "
-                          f"installed ({exc}); pip install it, or leave --storage out for "
-                          "SQLite in the run folder") from None
+                          f"installed ({exc}); for PostgreSQL: pip install 'autonas"
+                          "[distributed]' (psycopg 3), or leave --storage out for SQLite in "
+                          "the run folder") from None
     except Exception as exc:
         raise ConfigError(f"cannot open the Optuna storage {masked(url)}: "
                           f"{type(exc).__name__}: {exc}; pass a SQLAlchemy URL such as "
                           "sqlite:///path/study.db or postgresql://user:pass@host/db") from None
+
+
+@contextmanager
+def exclusive_sqlite(url: str) -> Iterator[None]:
+    """Hold the one-process lock of a SQLite study file (the OS drops it when the process
+    dies, even by kill -9); a second process on the same file is refused."""
+    if not is_sqlite(url):
+        yield
+        return
+    import fcntl
+
+    path = url.split("///", 1)[-1]
+    if not path or path == ":memory:":
+        yield
+        return
+    lock = open(f"{path}.lock", "a")  # noqa: SIM115 - held for the whole search
+    try:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise ConfigError(
+                f"another process is searching the SQLite study {path}; SQLite serves one "
+                "process. For several workers on one study, put it on a PostgreSQL server: "
+                "--storage postgresql://user:pass@host/db --workers N (or autonas worker "
+                "--storage postgresql://... --study NAME on each machine)") from None
+        yield
+    finally:
+        lock.close()
+
+
+@contextmanager
+def ask_lock(storage: optuna.storages.RDBStorage, study_name: str) -> Iterator[None]:
+    """Serialise asking between workers on PostgreSQL (an advisory lock, released by the
+    server if the worker dies), so that counting trials, proposing and asking are one
+    step: the search runs exactly the asked number of trials and no architecture twice.
+    One process on SQLite needs no lock."""
+    engine = getattr(storage, "engine", None)
+    if engine is None or engine.dialect.name != "postgresql":
+        yield
+        return
+    from sqlalchemy import text
+
+    key = "autonas:" + study_name
+    with engine.connect() as conn:
+        conn.execute(text("SELECT pg_advisory_lock(hashtext(:k))"), {"k": key})
+        conn.commit()
+        try:
+            yield
+        finally:
+            conn.execute(text("SELECT pg_advisory_unlock(hashtext(:k))"), {"k": key})
+            conn.commit()
 
 
 def _write_ahead_log(engine: Any) -> None:
@@ -146,18 +244,30 @@ def open_study(storage: optuna.storages.BaseStorage, url: str, name: str,
     return study
 
 
-def fail_interrupted(study: optuna.Study, storage: optuna.storages.BaseStorage) -> list[int]:
-    """Trials left RUNNING by a kill become FAIL ("interrupted"); returns their numbers.
+def recover_dead_trials(study: optuna.Study, storage: optuna.storages.RDBStorage, *,
+                        alone: bool) -> list[int]:
+    """Fail the trials whose worker is dead and queue each again (same params and user
+    attributes: architecture, seed, proposal number); returns the failed trials' numbers.
 
-    One process per study: a study shared by several live workers needs Optuna's
-    heartbeat instead, which tells dead workers' trials from running ones.
+    ``alone``: this process holds the study by itself (SQLite's lock), so every RUNNING
+    trial is a dead process's. Otherwise only trials whose heartbeat went silent for the
+    grace period are touched: a live worker's trial is never failed.
     """
-    study_id = storage.get_study_id_from_name(study.study_name)
+    if not alone:
+        before = {t.number for t in study.get_trials(deepcopy=False,
+                                                     states=(TrialState.RUNNING,))}
+        with no_experimental_warnings():
+            optuna.storages.fail_stale_trials(study)
+        after = {t.number for t in study.get_trials(deepcopy=False,
+                                                    states=(TrialState.RUNNING,))}
+        return sorted(before - after)
     numbers = []
+    retry = retry_callback()
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, t.number)
-        storage.set_trial_user_attr(trial_id, "error", INTERRUPTED)
-        storage.set_trial_state_values(trial_id, TrialState.FAIL)
+        trial_id = t._trial_id
+        study._storage.set_trial_state_values(trial_id, TrialState.FAIL)
+        with no_experimental_warnings():  # the runner closes a queued copy it cannot replay
+            retry(study, study._storage.get_trial(trial_id))
         numbers.append(t.number)
     return numbers
 
@@ -176,8 +286,9 @@ def finished_trials(study: optuna.Study) -> list[FrozenTrial]:
 def trial_row(trial: FrozenTrial, keys: Sequence[str]) -> dict[str, Any]:
     """One ``trials.jsonl`` row: ``number``, ``state``, ``value`` (a list for several
     objectives; for a pruned trial, its best value before it was stopped), then ``keys``
-    from the trial's user attributes."""
-    attrs = trial.user_attrs
+    from the trial's user attributes (the proposal's, and the ``result`` the runner
+    writes when the trial ends)."""
+    attrs = {**trial.user_attrs, **(trial.user_attrs.get("result") or {})}
     if trial.state == TrialState.COMPLETE:
         values = trial.values or []
         value: Any = values[0] if len(values) == 1 else list(values)
@@ -185,22 +296,9 @@ def trial_row(trial: FrozenTrial, keys: Sequence[str]) -> dict[str, Any]:
         value = attrs.get("value")
     row = {"number": trial.number, "state": trial.state.name, "value": value}
     row.update({k: attrs.get(k) for k in keys})
+    if trial.state == TrialState.FAIL and "error" in keys and not attrs.get("error"):
+        row["error"] = INTERRUPTED  # failed by a heartbeat check: its worker died
     return jsonable(row)
-
-
-def sync_rows(run: RunDir, name: str, study: optuna.Study, keys: Sequence[str]
-              ) -> list[dict[str, Any]]:
-    """Make ``name`` hold one row per finished trial of ``study`` (cut lines dropped,
-    missing rows appended in trial order); returns the rows."""
-    rows = run.read_jsonl(name)
-    run.truncate_jsonl(name, len(rows))
-    by_number = {r.get("number"): r for r in rows}
-    for trial in finished_trials(study):
-        if trial.number not in by_number:
-            row = trial_row(trial, keys)
-            run.append_jsonl(name, row)
-            by_number[trial.number] = row
-    return sorted(by_number.values(), key=lambda r: r["number"])
 
 
 def pareto_front(rows: Sequence[dict[str, Any]], directions: Sequence[str]
