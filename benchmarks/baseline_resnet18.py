@@ -16,6 +16,7 @@ import argparse
 import json
 import resource
 import time
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -39,12 +40,15 @@ def resnet18_28px(in_channels: int, num_classes: int) -> nn.Module:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--dataset", default="breastmnist")
+    p.add_argument("--dataset", "--data", default="breastmnist",
+                   help="a MedMNIST flag or a path to an .npz file")
     p.add_argument("--budget", default="10m")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--lr", type=float, default=0.05)
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--device", default="auto")
+    p.add_argument("--json-out", default=None,
+                   help="also write the JSON document to this file")
     args = p.parse_args()
 
     start = time.monotonic()
@@ -64,7 +68,7 @@ def main() -> None:
     model.load_state_dict(result.state_dict)
     probs = predict_proba(model, data.test_x, normalizer=normalizer, device=device)
     test = classification_metrics(data.test_y.numpy(), probs, data.class_names)
-    print(json.dumps({
+    document = {
         "benchmark": "resnet18_28px_baseline",
         "dataset": data.name,
         "budget_s": seconds,
@@ -77,7 +81,11 @@ def main() -> None:
         "test": {k: test[k] for k in ("accuracy", "auc", "loss")},
         "device": str(device),
         "threads": torch.get_num_threads(),
-    }, indent=1))
+    }
+    text = json.dumps(document, indent=1)
+    if args.json_out:
+        Path(args.json_out).write_text(text + "\n")
+    print(text)
 
 
 if __name__ == "__main__":

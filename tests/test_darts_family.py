@@ -687,7 +687,7 @@ def test_run_with_flexible_stacking_and_focal_loss(npz: Path, tmp_path: Path) ->
     out = tmp_path / "run"
     # no stacking_layers: the search draws as many cells as the retrained network has
     ok("run", "--data", npz, *TINY, "--set", "search.flexible_stacking=true",
-       "--loss", "focal", "--class-weights", "auto",
+       "--set", "search.warmup_epochs=0", "--loss", "focal", "--class-weights", "auto",
        "--epochs", 1, "--retrain-epochs", 1, "--device", "cpu", "--out", out)
     model = json.loads((out / "model.json").read_text())
     assert len(model["arch"]["cells"]) == model["build"]["layers"] == 2

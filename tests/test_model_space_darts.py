@@ -292,7 +292,8 @@ def test_cli_runs_medmnist_cnn_with_darts(tmp_path: Path) -> None:
     out = tmp_path / "run"
     result = CliRunner().invoke(app, [
         "run", "--data", str(data), "--space", "medmnist-cnn", "--strategy", "darts",
-        "--set", "search.epochs=1", "--set", "search.batch_size=16",
+        "--set", "search.epochs=1", "--set", "search.warmup_epochs=0",
+        "--set", "search.batch_size=16",
         "--set", "train.batch_size=16", "--retrain-epochs", "1", "--out", str(out),
         "--device", "cpu",
     ], env={"AUTONAS_NO_PROGRESS": "1", "AUTONAS_THREADS": "1"})

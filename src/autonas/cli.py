@@ -17,6 +17,7 @@ import yaml
 from rich.markup import escape as rich_escape
 from rich.table import Table
 
+from .cli_options import CommandOptions, Device, TrainEpochs, TrainResume, with_options
 from .config import RunConfig, check_search_options
 from .data.validate import check_train_counts
 from .errors import AutonasError, ConfigError
@@ -41,64 +42,6 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-
-Dataset = Annotated[str, typer.Option("--dataset", "-d", help="MedMNIST flag, e.g. breastmnist "
-                                      "(bundled), pneumoniamnist, dermamnist.")]
-DataPath = Annotated[Path | None, typer.Option("--data", help="An .npz file in the MedMNIST "
-                                               "layout (train/val/test images and labels).")]
-Size = Annotated[int, typer.Option(help="MedMNIST image size: 28, 64, 128 or 224.")]
-Strategy = Annotated[str, typer.Option("--strategy", "-s", help="Search strategy (see "
-                                       "`autonas strategies`).")]
-Space = Annotated[str, typer.Option("--space", help="Search space (see `autonas spaces`), or a "
-                                    "user space as path/to/file.py:ClassName.")]
-Budget = Annotated[str | None, typer.Option("--budget", "-b", help="Wall-clock budget for the "
-                                            "whole command, e.g. 600, 10m, 1h30m, none "
-                                            "(default: 10m; on --resume, what the run has "
-                                            "left).", show_default=False)]
-Epochs = Annotated[int | None, typer.Option(help="Search epochs (default: the strategy's).")]
-RetrainEpochs = Annotated[int | None, typer.Option(help="Retrain epochs (default: as many as "
-                                                   "the budget allows).")]
-Seed = Annotated[int, typer.Option(help="Random seed; the same seed on CPU gives the same "
-                                   "architecture.")]
-Device = Annotated[str, typer.Option(help="auto, cpu or cuda.")]
-Out = Annotated[Path | None, typer.Option("--out", "-o", help="Run folder to create (default: "
-                                          "runs/<dataset>-<strategy>-<time>).")]
-Resume = Annotated[Path | None, typer.Option(help="Continue the run in this folder from its "
-                                             "last finished epoch.")]
-ConfigFile = Annotated[Path | None, typer.Option("--config", help="YAML file with any options "
-                                                 "of config.yaml; flags given override it.")]
-Sets = Annotated[list[str] | None, typer.Option("--set", help="Override one option, e.g. "
-                                                "--set search.alpha_lr=0.01 --set train.lr=0.1 "
-                                                "--set network.channels=24 (repeatable).")]
-MaxTrials = Annotated[int | None, typer.Option("--max-trials", help="Multi-trial strategies: "
-                                               "trials to run at most (with --budget, "
-                                               "whichever ends first).")]
-StorageUrl = Annotated[str | None, typer.Option("--storage", help="Multi-trial strategies: "
-                                                "Optuna storage URL, e.g. postgresql://user:"
-                                                "pass@host/db (default: SQLite in the run "
-                                                "folder).", show_default=False)]
-Workers = Annotated[int | None, typer.Option("--workers", help="Multi-trial strategies: "
-                                            "worker processes to start on this machine, "
-                                            "sharing the study (more than one needs a "
-                                            "PostgreSQL --storage; other machines join with "
-                                            "`autonas worker`).", show_default=False)]
-Loss = Annotated[str | None, typer.Option("--loss", help="Loss of the search and of "
-                                          "retraining: ce (cross-entropy), focal (focal "
-                                          "loss, gamma train.focal_gamma) or coral (ordinal "
-                                          "grades: a CORAL head; a supernet searches with "
-                                          "ce) (default: ce; multi-label data: binary "
-                                          "cross-entropy per label).",
-                                          show_default=False)]
-Ddp = Annotated[int | None, typer.Option("--ddp", help="Data-parallel: run the search and "
-                                        "retraining on N local processes (gloo on CPU, NCCL "
-                                        "on GPUs); the global batch is split across them. "
-                                        "Under torchrun, leave it out.",
-                                        show_default=False)]
-ClassWeights = Annotated[str | None, typer.Option("--class-weights", help="none, or auto: "
-                                                  "weight each class by its inverse training "
-                                                  "frequency, in the search and retraining "
-                                                  "(default: none).", show_default=False)]
-
 
 def _fail(message: str, code: int = 2) -> None:
     console.print(f"[bold red]error:[/] {rich_escape(message)}")  # "[extra]" is not markup
@@ -378,26 +321,6 @@ def _cell_text(nodes: list) -> str:
                      for i, edges in enumerate(nodes))
 
 
-Folder = Annotated[Path | None, typer.Option("--folder", help="A folder of images with one "
-                                             "subfolder per class (instead of --dataset).")]
-CsvFile = Annotated[Path | None, typer.Option("--csv", help="A CSV naming an image file and a "
-                                              "label per row (instead of --dataset).")]
-ImageDir = Annotated[Path | None, typer.Option("--image-dir", help="Folder the CSV's file "
-                                               "names are relative to (default: the CSV's "
-                                               "folder).", show_default=False)]
-ImageCol = Annotated[str | None, typer.Option("--image-col", help="CSV column of image file "
-                                              "names (default: the first such column).",
-                                              show_default=False)]
-LabelCol = Annotated[str | None, typer.Option("--label-col", help="CSV column of labels, "
-                                              "e.g. gender.")]
-ImageSize = Annotated[int | None, typer.Option("--image-size", help="--folder/--csv images are "
-                                               "resized to this square side (default: 64).",
-                                               show_default=False)]
-Grayscale = Annotated[bool | None, typer.Option("--grayscale/--rgb", help="Force grayscale or "
-                                                "RGB for --folder/--csv (default: the mode "
-                                                "most files have).", show_default=False)]
-
-
 def image_source(folder: Path | None, csv_file: Path | None, image_dir: Path | None,
                  image_col: str | None, label_col: str | None, image_size: int | None,
                  grayscale: bool | None) -> dict[str, Any]:
@@ -430,129 +353,64 @@ def image_source(folder: Path | None, csv_file: Path | None, image_dir: Path | N
             "label_col": label_col, **common}
 
 
+SOURCE_OPTIONS = ("folder", "csv_file", "image_dir", "image_col", "label_col", "image_size",
+                  "grayscale")
+SEARCH_OPTIONS = ("max_trials", "storage", "workers", "tensorboard")
+COMMON_OPTIONS = ("seed", "device", "out", "resume", "config", "set_", "loss",
+                  "class_weights", "ddp")
+
+
 @app.command()
-def run(
-    ctx: typer.Context,
-    dataset: Dataset = "breastmnist",
-    data: DataPath = None,
-    size: Size = 28,
-    space: Space = "darts",
-    strategy: Strategy = "darts",
-    budget: Budget = None,
-    epochs: Epochs = None,
-    retrain_epochs: RetrainEpochs = None,
-    seed: Seed = 0,
-    device: Device = "auto",
-    out: Out = None,
-    resume: Resume = None,
-    config: ConfigFile = None,
-    set_: Sets = None,
-    folder: Folder = None,
-    csv_file: CsvFile = None,
-    image_dir: ImageDir = None,
-    image_col: ImageCol = None,
-    label_col: LabelCol = None,
-    image_size: ImageSize = None,
-    grayscale: Grayscale = None,
-    max_trials: MaxTrials = None,
-    storage: StorageUrl = None,
-    workers: Workers = None,
-    tensorboard: TensorBoardFlag = False,
-    loss: Loss = None,
-    class_weights: ClassWeights = None,
-    ddp: Ddp = None,
-) -> None:
+@with_options("dataset", "data", "size", "space", "strategy", "budget", "epochs",
+              "retrain_epochs", *COMMON_OPTIONS, *SOURCE_OPTIONS, *SEARCH_OPTIONS)
+def run(ctx: typer.Context, opts: CommandOptions) -> None:
     """Search an architecture, retrain it and evaluate it on the test split."""
-    refuse_settings_on_resume(ctx, resume)
-    cfg = None
-    if resume is None:
-        cfg = _config_or_fail(config=config, dataset=dataset, data=data, size=size,
-                              strategy=strategy, budget=budget, epochs=epochs, space=space,
-                              retrain_epochs=retrain_epochs, seed=seed, device=device, sets=set_,
-                              max_trials=max_trials, storage=storage, loss=loss,
-                              class_weights=class_weights, workers=workers)
-        if tensorboard:
-            _enable_tensorboard(cfg)
-        try:
-            source = image_source(folder, csv_file, image_dir, image_col, label_col,
-                                  image_size, grayscale)
-        except AutonasError as exc:
-            _fail(str(exc))
-        if source:
-            cfg.source = source
-            cfg.dataset = str(source.get("path") or source.get("csv"))
-    summary = _execute(cfg, ("search", "retrain", "evaluate"), out=out, resume=resume,
-                       budget=budget, device=device if given(ctx, "device") else None, ddp=ddp)
-    if summary.get("rank", 0) == 0:
-        print_summary(summary)
+    _search_command(ctx, opts, ("search", "retrain", "evaluate"))
 
 
 @app.command()
-def search(
-    ctx: typer.Context,
-    dataset: Dataset = "breastmnist",
-    data: DataPath = None,
-    size: Size = 28,
-    space: Space = "darts",
-    strategy: Strategy = "darts",
-    budget: Budget = None,
-    epochs: Epochs = None,
-    seed: Seed = 0,
-    device: Device = "auto",
-    out: Out = None,
-    resume: Resume = None,
-    config: ConfigFile = None,
-    set_: Sets = None,
-    max_trials: MaxTrials = None,
-    storage: StorageUrl = None,
-    workers: Workers = None,
-    tensorboard: TensorBoardFlag = False,
-    loss: Loss = None,
-    class_weights: ClassWeights = None,
-    ddp: Ddp = None,
-) -> None:
+@with_options("dataset", "data", "size", "space", "strategy", "budget", "epochs",
+              *COMMON_OPTIONS, *SOURCE_OPTIONS, *SEARCH_OPTIONS)
+def search(ctx: typer.Context, opts: CommandOptions) -> None:
     """Search only: writes genotype.json (retrain it with `autonas train`)."""
-    refuse_settings_on_resume(ctx, resume)
+    _search_command(ctx, opts, ("search",))
+
+
+def _search_command(ctx: typer.Context, opts: CommandOptions, phases: Sequence[str]) -> None:
+    refuse_settings_on_resume(ctx, opts.resume)
     cfg = None
-    if resume is None:
-        cfg = _config_or_fail(config=config, dataset=dataset, data=data, size=size,
-                              strategy=strategy, budget=budget, epochs=epochs, space=space,
-                              retrain_epochs=None, seed=seed, device=device, sets=set_,
-                              max_trials=max_trials, storage=storage, loss=loss,
-                              class_weights=class_weights, workers=workers)
-        if tensorboard:
+    if opts.resume is None:
+        cfg = _config_from(opts)
+        if opts.tensorboard:
             _enable_tensorboard(cfg)
-    summary = _execute(cfg, ("search",), out=out, resume=resume, budget=budget,
-                       device=device if given(ctx, "device") else None, ddp=ddp)
+    summary = _execute(cfg, phases, out=opts.out, resume=opts.resume, budget=opts.budget,
+                       device=opts.device if given(ctx, "device") else None, ddp=opts.ddp)
     if summary.get("rank", 0) == 0:
         print_summary(summary)
 
 
+def _config_from(opts: CommandOptions, *, check_search: bool = True) -> RunConfig:
+    """The run's config from the shared options, --folder/--csv data included."""
+    cfg = _config_or_fail(**opts.config_kwargs(), check_search=check_search)
+    try:
+        source = image_source(*opts.image_source_args())
+    except AutonasError as exc:
+        _fail(str(exc))
+    if source:
+        cfg.source = source
+        cfg.dataset = str(source.get("path") or source.get("csv"))
+    return cfg
+
+
 @app.command()
+@with_options("space", "dataset", "data", "size", "budget", "retrain_epochs", *COMMON_OPTIONS,
+              *SOURCE_OPTIONS, retrain_epochs=TrainEpochs, resume=TrainResume)
 def train(
+    opts: CommandOptions,
     arch: Annotated[Path | None, typer.Option("--arch", "--genotype", help="Architecture to "
                                               "train: a run's architecture.json or "
                                               "genotype.json, or a JSON file written by hand.")]
     = None,
-    space: Space = "darts",
-    dataset: Dataset = "breastmnist",
-    data: DataPath = None,
-    size: Size = 28,
-    budget: Budget = None,
-    retrain_epochs: Annotated[int | None, typer.Option("--epochs", help="Training epochs "
-                                                       "(default: as many as the budget "
-                                                       "allows).")] = None,
-    seed: Seed = 0,
-    device: Device = "auto",
-    out: Out = None,
-    resume: Annotated[Path | None, typer.Option(help="A search run folder to retrain its "
-                                                "architecture in, or a train run to "
-                                                "continue.")] = None,
-    config: ConfigFile = None,
-    set_: Sets = None,
-    loss: Loss = None,
-    class_weights: ClassWeights = None,
-    ddp: Ddp = None,
 ) -> None:
     """Train the network an architecture describes (select by validation AUC)."""
     arch_dict = None
@@ -561,21 +419,19 @@ def train(
             arch_dict, arch_space = read_arch_file(arch)
         except AutonasError as exc:
             _fail(str(exc))
-        space = arch_space or space
-    elif resume is None:
+        opts.space = arch_space or opts.space
+    elif opts.resume is None:
         _fail("pass --arch FILE (alias --genotype; e.g. a search run's genotype.json) or "
               "--resume RUN_DIR")
     cfg = None
-    if resume is None:
-        cfg = _config_or_fail(config=config, dataset=dataset, data=data, size=size,
-                              strategy=None, budget=budget, epochs=None, space=space,
-                              retrain_epochs=retrain_epochs, seed=seed, device=device, sets=set_,
-                              loss=loss, class_weights=class_weights, check_search=False)
-    summary = _execute(cfg, ("retrain",), out=out, resume=resume, arch=arch_dict,
-                       budget=budget, ddp=ddp)
+    if opts.resume is None:
+        opts.strategy = None
+        cfg = _config_from(opts, check_search=False)
+    summary = _execute(cfg, ("retrain",), out=opts.out, resume=opts.resume, arch=arch_dict,
+                       budget=opts.budget, ddp=opts.ddp)
     if summary.get("rank", 0) != 0:
         return
-    if arch_dict is not None and resume is None and cfg is not None:
+    if arch_dict is not None and opts.resume is None and cfg is not None:
         from .pipeline import write_architecture
         from .spaces import make_space
 
@@ -784,10 +640,6 @@ def datasets() -> None:
         console.print(flag)
 
 
-TensorBoardFlag = Annotated[bool, typer.Option("--tensorboard", help="Also write search and "
-                                               "retrain scalars to RUN_DIR/tensorboard/ (needs "
-                                               "pip install "
-                                               f"'{rich_escape('autonas[tensorboard]')}').")]
 
 
 def _enable_tensorboard(cfg: RunConfig) -> None:

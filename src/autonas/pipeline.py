@@ -17,7 +17,7 @@ import os
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from typing import Any
 
 import numpy as np
@@ -27,6 +27,7 @@ from torch import nn
 from .config import RunConfig
 from .data import ImageData, Normalizer, load_dataset
 from .errors import ConfigError
+from .fallback import search_honesty
 from .recorder import Recorder
 from .result_checks import result_warnings
 from .run import LOGGER_NAME, RunDir, detach_log, get_logger
@@ -143,18 +144,31 @@ def search_phase(cfg: RunConfig, run: RunDir, data: ImageData, space: SearchSpac
                                            device=device, seed=cfg.seed, resume=resume,
                                            target=build_spec(cfg, data),
                                            config=_resolved(cfg, space), recorder=recorder))
+    arch = space.validate(result.architecture)
+    honesty = search_honesty(strategy, space, result)
+    if "fallback" in honesty:
+        arch = space.validate(honesty.pop("default_arch"))
     # rank 0's architecture is the run's (a time-bound selection may differ across ranks)
-    arch = distributed.broadcast_value(space.validate(result.architecture))
+    arch = distributed.broadcast_value(arch)
     if not recorder.is_writer:
         return arch
     run.write_json("search/result.json", {
         "strategy": cfg.strategy, "stopped": result.stopped, "epochs": result.epochs,
-        "architecture": arch, "image_size": side, **result.extra,
+        "architecture": arch, "image_size": side, **result.extra, **honesty,
     })
     write_architecture(run, cfg, space, arch, strategy=cfg.strategy, seed=cfg.seed,
-                       dataset=data.name)
-    log.info("search finished (%s after %d epochs): %s", result.stopped, result.epochs,
-             space.describe(arch))
+                       dataset=data.name,
+                       **({"fallback": honesty["fallback"]} if "fallback" in honesty else {}))
+    for key in ("fallback", "limited"):
+        if key in honesty:
+            run.set_phase("search", "running", **{key: honesty[key]})
+            log.warning("search: %s", honesty[key])
+    if "fallback" in honesty:
+        log.info("search stopped (%s after %d epochs) without choosing; training the default "
+                 "architecture: %s", result.stopped, result.epochs, space.describe(arch))
+    else:
+        log.info("search finished (%s after %d epochs): %s", result.stopped, result.epochs,
+                 space.describe(arch))
     return arch
 
 
@@ -177,7 +191,11 @@ def retrain_phase(cfg: RunConfig, run: RunDir, data: ImageData, space: SearchSpa
     n_params = sum(p.numel() for p in model.parameters() if p.requires_grad)
     log.info("retrain: %d parameters, %s", n_params, _remaining(deadline))
     normalizer = Normalizer.fit(data.train_x)
-    result = fit(model, data, cfg.train, deadline=deadline, device=device, seed=cfg.seed, run=run,
+    overrides = space.train_overrides(arch)
+    train_cfg = replace(cfg.train, **overrides)
+    if overrides:
+        log.info("retrain: the architecture's training options %s", overrides)
+    result = fit(model, data, train_cfg, deadline=deadline, device=device, seed=cfg.seed, run=run,
                  prefix="retrain", normalizer=normalizer, resume=resume,
                  machine=speed.slowdown if speed is not None else None, recorder=recorder,
                  on_epoch=on_epoch)
@@ -190,7 +208,8 @@ def retrain_phase(cfg: RunConfig, run: RunDir, data: ImageData, space: SearchSpa
         **source_fields(run, cfg.space),
         "build": asdict(spec), "normalizer": normalizer.to_dict(),
         "class_names": data.class_names, "task": data.task, "dataset": data.name,
-        "params": n_params, "best_epoch": result.best_epoch, "epochs": result.epochs,
+        "params": n_params, "train_overrides": overrides, "best_epoch": result.best_epoch,
+        "epochs": result.epochs,
         "planned_epochs": result.planned_epochs, "stopped": result.stopped,
         "first_plan": result.first_plan, "slowdown": result.slowdown,
         "replans": result.replans, "start_slowdown": result.start_slowdown,

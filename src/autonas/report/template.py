@@ -162,6 +162,8 @@ diagnosed; they are not a result to report.</p>{% endif %}</section>{% endif %}
 {% if search.result %}<p>Stopped: {{ search.result.stopped or "n/a" }} after
 {{ search.result.epochs if search.result.epochs is not none else "?" }} {{ "trials" if search.kind == "multi-trial" else "epochs" }}
 {%- if search.seconds is not none %} · {{ seconds(search.seconds) }}{% endif %}.</p>{% endif %}
+{% if search.result and search.result.fallback %}<p class="warn"><b>No architecture was searched:</b> {{ search.result.fallback }}.</p>{% endif %}
+{% if search.result and search.result.limited %}<p class="warn"><b>The search barely searched:</b> {{ search.result.limited }}.</p>{% endif %}
 {% if search.kind == "one-shot" %}
 <div class="figs">{{ fig(search.loss, "Supernet loss per search epoch; grey: warm-up epochs with the architecture weights frozen.") }}
 {{ fig(search.accuracy, "Supernet validation accuracy per search epoch.") }}

@@ -85,6 +85,7 @@ def _load_builtins() -> None:
     # Importing the modules runs their @register_space lines.
     from . import (
         darts,  # noqa: F401
+        macro,  # noqa: F401
         medmnist_cnn,  # noqa: F401
         resblock,  # noqa: F401
     )

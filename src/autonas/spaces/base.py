@@ -74,6 +74,16 @@ class SearchSpace(ABC):
         """Inverse of ``from_choices``."""
         return dict(arch)
 
+    def default_arch(self) -> dict[str, Any] | None:
+        """A documented, sensible architecture to train when a search could not choose one
+        (e.g. the budget stopped it before it learned anything); None: the space has none."""
+        return None
+
+    def train_overrides(self, arch: dict[str, Any]) -> dict[str, Any]:
+        """Training options (``TrainConfig`` field -> value) that ``arch`` chooses, for
+        spaces searched jointly with hyperparameters; trials and the retrain apply them."""
+        return {}
+
     def options(self) -> dict[str, Any]:
         """Constructor options that rebuild this space (saved in config.yaml / model.json)."""
         return {}

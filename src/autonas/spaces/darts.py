@@ -21,9 +21,23 @@ from . import register_space
 from .base import BuildSpec, SearchSpace
 from .fused import FusedEdges
 from .genotype import CellGenotype, Genotype, derive_cell, edge_inputs
-from .ops import DARTS_OPS, OPS, ZERO_OPS, FactorizedReduce, ReLUConvBN, Zero, make_op
+from .ops import DARTS_OPS, OPS, SKIP_OPS, ZERO_OPS, FactorizedReduce, ReLUConvBN, Zero, make_op
 
 CELL_TYPES = ("normal", "reduce")
+
+DARTS_V2: dict = {
+    "normal": [[["sep_conv_3x3", 0], ["sep_conv_3x3", 1]],
+               [["sep_conv_3x3", 0], ["sep_conv_3x3", 1]],
+               [["sep_conv_3x3", 1], ["skip_connect", 0]],
+               [["skip_connect", 0], ["dil_conv_3x3", 2]]],
+    "reduce": [[["max_pool_3x3", 0], ["max_pool_3x3", 1]],
+               [["skip_connect", 2], ["max_pool_3x3", 1]],
+               [["max_pool_3x3", 0], ["skip_connect", 2]],
+               [["skip_connect", 2], ["max_pool_3x3", 1]]],
+}
+"""The cells DARTS (second order) found on CIFAR-10 (Liu et al., 2019, "DARTS_V2"): the
+documented default when a search of the cell space could not choose."""
+DARTS_V2_OPS = ("sep_conv_3x3", "skip_connect", "dil_conv_3x3", "max_pool_3x3")
 
 
 def reduction_layers(layers: int) -> set[int]:
@@ -118,6 +132,20 @@ class DartsSpace(SearchSpace):
             num_classes=spec.num_classes, image_size=spec.image_size, channels=spec.channels,
             layers=spec.layers, nodes=genotype.normal.n_nodes, auxiliary=spec.auxiliary,
             dropout=spec.dropout))
+
+    def default_arch(self) -> dict:
+        """DARTS-V2's cells (Liu et al., 2019) when this space holds their ops and four
+        nodes; otherwise a residual chain: each node applies the space's first parametric op
+        (neither zero, skip nor pooling) to the latest state and adds a skip connection from
+        the state before it (both ops the parametric one if the space has no skip)."""
+        if self.nodes == 4 and set(DARTS_V2_OPS) <= set(self.ops):
+            return self.validate(DARTS_V2)
+        real = [op for op in self.ops if op not in ZERO_OPS]
+        params = [op for op in real if op not in SKIP_OPS and "pool" not in op]
+        op = (params or real)[0]
+        skip = next((o for o in real if o in SKIP_OPS), op)
+        cell = [[[skip, i], [op, i + 1]] for i in range(self.nodes)]
+        return self.validate({"normal": cell, "reduce": cell})
 
     def describe(self, arch: dict) -> str:
         cells = position_cells(arch)

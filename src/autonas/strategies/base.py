@@ -51,6 +51,10 @@ class SearchResult:
     epochs: int
     history: list[dict[str, Any]] = field(default_factory=list)
     extra: dict[str, Any] = field(default_factory=dict)
+    arch_steps: int | None = None
+    """Updates the architecture received (one-shot: steps with architecture weights in
+    play); 0 means ``architecture`` is the untouched initialisation and the pipeline trains
+    the space's default instead. None: the strategy does not count them."""
 
 
 @dataclass

@@ -35,6 +35,26 @@ from .single_path import (
 )
 
 
+def reinforce_controller(strategy: Any, reward: float, log_prob: torch.Tensor,
+                         entropy: torch.Tensor) -> None:
+    """One REINFORCE step of an ENAS strategy's controller (``strategy.arch``) against a
+    moving-average baseline. The controller holds ``baseline`` and ``updates`` buffers, so a
+    resume keeps them."""
+    ctrl = strategy.arch
+    with torch.no_grad():
+        if int(ctrl.updates) == 0:
+            ctrl.baseline.fill_(reward)
+        else:
+            decay = strategy.baseline_decay
+            ctrl.baseline.mul_(decay).add_((1 - decay) * reward)
+        ctrl.updates += 1
+    advantage = reward - float(ctrl.baseline)
+    loss = -advantage * log_prob - strategy.entropy_weight * entropy
+    strategy.a_optim.zero_grad(set_to_none=True)
+    loss.backward()
+    strategy.a_optim.step()
+
+
 class Controller(nn.Module):
     """An LSTM policy over the decisions of both cells; also holds the reward baseline
     (a buffer, so checkpoints carry it)."""
@@ -146,18 +166,7 @@ class Enas(SinglePathMixin, OneShotStrategy):
         with torch.no_grad():
             logits = self.forward_path(xv, self.genotype_forward(genotype))
         reward = path_score(logits, yv, self.objective)
-        ctrl = self.arch
-        with torch.no_grad():
-            if int(ctrl.updates) == 0:
-                ctrl.baseline.fill_(reward)
-            else:
-                ctrl.baseline.mul_(self.baseline_decay).add_((1 - self.baseline_decay) * reward)
-            ctrl.updates += 1
-        advantage = reward - float(ctrl.baseline)
-        loss = -advantage * log_prob - self.entropy_weight * entropy
-        self.a_optim.zero_grad(set_to_none=True)
-        loss.backward()
-        self.a_optim.step()
+        reinforce_controller(self, reward, log_prob, entropy)
 
     def derive_weights(self, arch: nn.Module) -> dict[str, torch.Tensor]:
         """How often the controller puts each op on each edge (a fixed set of draws): the

@@ -17,6 +17,7 @@ from torch import nn
 from ..errors import ConfigError
 from ..spaces.model_space import Decision
 from . import register_strategy
+from .enas import reinforce_controller
 from .model_oneshot import ModelSpaceOneShot, Path
 from .model_supernet import Weights
 from .oneshot import OneShotStrategy
@@ -116,17 +117,7 @@ class ModelSpaceEnas(SinglePathMixin, ModelSpaceOneShot, OneShotStrategy):
         with torch.no_grad():
             logits = self.forward_path(xv, self.path_forward(path))
         reward = path_score(logits, yv, self.objective)
-        ctrl = self.arch
-        with torch.no_grad():
-            if int(ctrl.updates) == 0:
-                ctrl.baseline.fill_(reward)
-            else:
-                ctrl.baseline.mul_(self.baseline_decay).add_((1 - self.baseline_decay) * reward)
-            ctrl.updates += 1
-        loss = -(reward - float(ctrl.baseline)) * log_prob - self.entropy_weight * entropy
-        self.a_optim.zero_grad(set_to_none=True)
-        loss.backward()
-        self.a_optim.step()
+        reinforce_controller(self, reward, log_prob, entropy)
 
     def derive_weights(self, arch: nn.Module) -> Weights:
         """How often the controller picks each value (a fixed set of draws): what the

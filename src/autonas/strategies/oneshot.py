@@ -432,6 +432,7 @@ class OneShotStrategy(Strategy):
             epochs=len(history),
             history=history,
             extra={"supernet": {"channels": self.channels, "layers": self.layers}},
+            arch_steps=sum(r["steps"] for r in history if not r["alphas_frozen"]),
         )
 
     def _batches(self):

@@ -14,6 +14,7 @@ from ..data import BatchLoader, Normalizer, to_float
 from . import distributed
 from .budget import Deadline, StepTimer
 from .device import autocast
+from .losses import Mixup, mixed_loss
 from .tasks import batch_correct, head_of_labels, to_probs
 
 
@@ -35,13 +36,14 @@ def train_epoch(model: nn.Module, loader: BatchLoader, optimizer: torch.optim.Op
                 grad_clip: float | None = None, aux_weight: float = 0.0,
                 before_step: Callable[[int], None] | None = None,
                 after_step: Callable[[], None] | None = None,
-                head: str | None = None) -> EpochResult:
+                mixup: Mixup | None = None, head: str | None = None) -> EpochResult:
     """One pass over ``loader``; stops before a step that would overrun ``deadline``.
 
     ``head`` (``training.tasks``) says how the running accuracy reads the logits; by
     default it follows the labels' shape.
     ``before_step(i)`` runs before each step (e.g. to set the learning rate of the schedule),
-    ``after_step()`` after each optimizer step (e.g. an EMA of the weights).
+    ``after_step()`` after each optimizer step (e.g. an EMA of the weights); ``mixup`` mixes
+    each batch (the reported accuracy is then against the dominant labels).
 
     Data-parallel (``loader`` a ``distributed.ShardedBatches``): each rank's loss is scaled
     by its share of the global batch, gradients are summed across ranks before clipping,
@@ -62,14 +64,18 @@ def train_epoch(model: nn.Module, loader: BatchLoader, optimizer: torch.optim.Op
             if before_step is not None:
                 before_step(i)
             optimizer.zero_grad(set_to_none=True)
+            partner, lam = None, 1.0
+            if mixup is not None:
+                xb, partner, lam = mixup(xb, yb, i)
             with autocast(device):
                 out = model(xb)
                 if isinstance(out, tuple):
                     logits, aux = out
-                    loss = loss_fn(logits, yb) + aux_weight * loss_fn(aux, yb)
+                    loss = (mixed_loss(loss_fn, logits, yb, partner, lam)
+                            + aux_weight * mixed_loss(loss_fn, aux, yb, partner, lam))
                 else:
                     logits = out
-                    loss = loss_fn(logits, yb)
+                    loss = mixed_loss(loss_fn, logits, yb, partner, lam)
             if not torch.isfinite(loss):
                 raise NonFiniteLossError(f"loss became {loss.item()} at step {i}")
             distributed.scaled(loss, getattr(loader, "share", 1.0)).backward()
@@ -80,7 +86,8 @@ def train_epoch(model: nn.Module, loader: BatchLoader, optimizer: torch.optim.Op
             if after_step is not None:
                 after_step()
             total_loss += loss.detach() * yb.shape[0]
-            correct += batch_correct(logits.detach(), yb, head or head_of_labels(yb))
+            dominant = yb if partner is None or lam >= 0.5 else partner
+            correct += batch_correct(logits.detach(), dominant, head or head_of_labels(yb))
             seen += yb.shape[0]
             steps += 1
     if distributed.is_distributed():

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -133,6 +134,35 @@ def resolve_label_weights(spec: str | Sequence[float] | None, positives: Sequenc
     if isinstance(spec, str) and spec.lower() in ("auto", "balanced"):
         return label_pos_weights(positives, n)
     return resolve_class_weights(spec, positives)
+
+
+class Mixup:
+    """mixup (Zhang et al., 2018): train on convex combinations of two images, with the
+    loss mixed in the same proportion. A step's draw depends only on ``key`` and the step
+    index, so a resumed epoch mixes exactly as the first attempt did."""
+
+    def __init__(self, alpha: float, key: Sequence[int]) -> None:
+        if alpha <= 0:
+            raise ConfigError(f"mixup alpha must be > 0 (0 turns mixup off), got {alpha}")
+        self.alpha = alpha
+        self.key = [int(k) for k in key]
+
+    def __call__(self, x: torch.Tensor, y: torch.Tensor, step: int
+                 ) -> tuple[torch.Tensor, torch.Tensor, float]:
+        """(mixed images, the partner labels, the share ``lam`` of the original labels)."""
+        rng = np.random.default_rng([*self.key, step])
+        lam = float(rng.beta(self.alpha, self.alpha))
+        perm = torch.from_numpy(rng.permutation(x.shape[0])).to(x.device)
+        return lam * x + (1 - lam) * x[perm], y[perm], lam
+
+
+def mixed_loss(loss_fn: nn.Module, logits: torch.Tensor, y: torch.Tensor,
+               y_partner: torch.Tensor | None, lam: float) -> torch.Tensor:
+    """The loss of a (possibly mixed) batch: ``lam`` of the labels plus the rest of the
+    partners' (plain loss when nothing was mixed)."""
+    if y_partner is None:
+        return loss_fn(logits, y)
+    return lam * loss_fn(logits, y) + (1 - lam) * loss_fn(logits, y_partner)
 
 
 def resolve_class_weights(spec: str | Sequence[float] | None, counts: Sequence[int]

@@ -21,7 +21,7 @@ from ..run import RunDir, get_logger
 from . import distributed
 from .budget import Deadline, StepTimer
 from .loop import BACKWARD_FACTOR, predict_proba, probe_forward_seconds, train_epoch
-from .losses import make_loss, resolve_class_weights, resolve_label_weights
+from .losses import Mixup, make_loss, resolve_class_weights, resolve_label_weights
 from .metrics import OBJECTIVES, classification_metrics, epoch_score, selection_objective
 from .plan import MACHINE_SLOWER, PLANNING_EPOCHS, EpochPlan
 from .rng import restore_rng_state, rng_state
@@ -55,6 +55,11 @@ class TrainConfig:
     objective: str = "auc"
     ema_decay: float = 0.0
     """Exponential moving average of the weights (0 = off); the average is what is evaluated."""
+    mixup: float = 0.0
+    """mixup's Beta(alpha, alpha) parameter (0 = off), e.g. 0.2."""
+    augment_scale: float = 1.0
+    """Scales the random-crop padding (the data's default or ``augment_pad``): 0 = no crop,
+    2 = twice the shift; searched jointly with the architecture by the ``macro`` space."""
     ordinal: bool = False
     """Ordinal grades (e.g. RetinaMNIST): a CORAL head (K-1 cumulative logits with shared
     weights and ordered biases) and its loss instead of a softmax; also ``loss: coral``."""
@@ -79,6 +84,10 @@ class TrainConfig:
             raise ConfigError(f"loss must be one of {', '.join(LOSSES)}, got {self.loss!r}")
         if not 0.0 <= self.ema_decay < 1.0:
             raise ConfigError(f"ema_decay must be in [0, 1), got {self.ema_decay}")
+        if self.mixup < 0:
+            raise ConfigError(f"mixup must be >= 0 (0 = off), got {self.mixup}")
+        if self.augment_scale < 0:
+            raise ConfigError(f"augment_scale must be >= 0, got {self.augment_scale}")
 
     @classmethod
     def from_dict(cls, d: dict[str, Any] | None) -> TrainConfig:
@@ -135,6 +144,7 @@ def train_augment(cfg: TrainConfig, data: ImageData) -> Augment:
     """The data's default augmentation, with the strength ``cfg`` asks for (tuning varies it)."""
     default = Augment.default_for(data)
     pad = default.pad if cfg.augment_pad is None else cfg.augment_pad
+    pad = round(pad * cfg.augment_scale)
     flips = cfg.augment_flips
     return Augment(pad=pad, hflip=default.hflip and flips, vflip=default.vflip and flips,
                    mode=default.mode)
@@ -256,6 +266,7 @@ def fit(model: nn.Module, data: ImageData, cfg: TrainConfig, *, deadline: Deadli
                 grad_clip=cfg.grad_clip, aux_weight=cfg.aux_weight if has_aux else 0.0,
                 before_step=set_lr,
                 after_step=(lambda: ema.update(model)) if ema is not None else None,
+                mixup=Mixup(cfg.mixup, (seed, epoch)) if cfg.mixup > 0 else None,
                 head=head,
             )
             if result.steps == 0:

@@ -18,6 +18,7 @@ left, or after ``max_collisions`` repeats in a row.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import random
@@ -172,7 +173,10 @@ def train_architecture(strategy: MultiTrialStrategy, ctx: SearchContext) -> Eval
         if violated:
             return {**row, "state": "PRUNED", "error": "constraint: " + "; ".join(violated)}
         job.reporter.cost = cost
-        result = fit(model, data, strategy.trial_config(), deadline=job.deadline,
+        # a space searched jointly with training options trains each trial with its own
+        train_cfg = dataclasses.replace(strategy.trial_config(),
+                                        **space.train_overrides(job.subject))
+        result = fit(model, data, train_cfg, deadline=job.deadline,
                      device=ctx.device, seed=job.seed, prefix=f"trial {job.number}",
                      report=job.reporter, progress=False)
         row.update(epochs=result.epochs, val=result.best_metrics or None)
@@ -275,6 +279,14 @@ def search_result(strategy: MultiTrialStrategy, rows: list[dict[str, Any]], stop
     from ..strategies.base import SearchResult
 
     complete = [r for r in rows if r["state"] == "COMPLETE"]
+    default = strategy.space.default_arch()
+    if not complete and default is not None and stopped == "budget":
+        # Nothing was chosen: the pipeline trains the space's default and says why.
+        return SearchResult(architecture=default, stopped=stopped, epochs=len(rows),
+                            history=rows, arch_steps=0, extra={
+                                "n_trials": len(rows), "states": {"COMPLETE": 0},
+                                "objectives": strategy.metrics, "storage": masked(url),
+                                "study_name": study_name})
     if not complete:
         errors = sorted({str(r["error"]) for r in rows if r["error"]})
         if not rows:

@@ -1,0 +1,199 @@
+"""The options that `autonas run`, `search` and `train` share, declared once.
+
+Each option is an ``Annotated`` alias (its flag and help text); :func:`with_options` adds a
+chosen set of them to a command's signature and hands the command one
+:class:`CommandOptions` holding their values, so the commands list only what is their own.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import typing
+from collections.abc import Callable
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.markup import escape as rich_escape
+
+Dataset = Annotated[str, typer.Option("--dataset", "-d", help="MedMNIST flag, e.g. breastmnist "
+                                      "(bundled), pneumoniamnist, dermamnist.")]
+DataPath = Annotated[Path | None, typer.Option("--data", help="An .npz file in the MedMNIST "
+                                               "layout (train/val/test images and labels).")]
+Size = Annotated[int, typer.Option(help="MedMNIST image size: 28, 64, 128 or 224.")]
+Strategy = Annotated[str, typer.Option("--strategy", "-s", help="Search strategy (see "
+                                       "`autonas strategies`).")]
+Space = Annotated[str, typer.Option("--space", help="Search space (see `autonas spaces`), or a "
+                                    "user space as path/to/file.py:ClassName.")]
+Budget = Annotated[str | None, typer.Option("--budget", "-b", help="Wall-clock budget for the "
+                                            "whole command, e.g. 600, 10m, 1h30m, none "
+                                            "(default: 10m; on --resume, what the run has "
+                                            "left).", show_default=False)]
+Epochs = Annotated[int | None, typer.Option(help="Search epochs (default: the strategy's).")]
+RetrainEpochs = Annotated[int | None, typer.Option(help="Retrain epochs (default: as many as "
+                                                   "the budget allows).")]
+Seed = Annotated[int, typer.Option(help="Random seed; the same seed on CPU gives the same "
+                                   "architecture.")]
+Device = Annotated[str, typer.Option(help="auto, cpu or cuda.")]
+Out = Annotated[Path | None, typer.Option("--out", "-o", help="Run folder to create (default: "
+                                          "runs/<dataset>-<strategy>-<time>).")]
+Resume = Annotated[Path | None, typer.Option(help="Continue the run in this folder from its "
+                                             "last finished epoch.")]
+ConfigFile = Annotated[Path | None, typer.Option("--config", help="YAML file with any options "
+                                                 "of config.yaml; flags given override it.")]
+Sets = Annotated[list[str] | None, typer.Option("--set", help="Override one option, e.g. "
+                                                "--set search.alpha_lr=0.01 --set train.lr=0.1 "
+                                                "--set network.channels=24 (repeatable).")]
+MaxTrials = Annotated[int | None, typer.Option("--max-trials", help="Multi-trial strategies: "
+                                               "trials to run at most (with --budget, "
+                                               "whichever ends first).")]
+StorageUrl = Annotated[str | None, typer.Option("--storage", help="Multi-trial strategies: "
+                                                "Optuna storage URL, e.g. postgresql://user:"
+                                                "pass@host/db (default: SQLite in the run "
+                                                "folder).", show_default=False)]
+Workers = Annotated[int | None, typer.Option("--workers", help="Multi-trial strategies: "
+                                            "worker processes to start on this machine, "
+                                            "sharing the study (more than one needs a "
+                                            "PostgreSQL --storage; other machines join with "
+                                            "`autonas worker`).", show_default=False)]
+Loss = Annotated[str | None, typer.Option("--loss", help="Loss of the search and of "
+                                          "retraining: ce (cross-entropy), focal (focal "
+                                          "loss, gamma train.focal_gamma) or coral (ordinal "
+                                          "grades: a CORAL head; a supernet searches with "
+                                          "ce) (default: ce; multi-label data: binary "
+                                          "cross-entropy per label).",
+                                          show_default=False)]
+Ddp = Annotated[int | None, typer.Option("--ddp", help="Data-parallel: run the search and "
+                                        "retraining on N local processes (gloo on CPU, NCCL "
+                                        "on GPUs); the global batch is split across them. "
+                                        "Under torchrun, leave it out.",
+                                        show_default=False)]
+ClassWeights = Annotated[str | None, typer.Option("--class-weights", help="none, or auto: "
+                                                  "weight each class by its inverse training "
+                                                  "frequency, in the search and retraining "
+                                                  "(default: none).", show_default=False)]
+
+
+
+Folder = Annotated[Path | None, typer.Option("--folder", help="A folder of images with one "
+                                             "subfolder per class (instead of --dataset).")]
+CsvFile = Annotated[Path | None, typer.Option("--csv", help="A CSV naming an image file and a "
+                                              "label per row (instead of --dataset).")]
+ImageDir = Annotated[Path | None, typer.Option("--image-dir", help="Folder the CSV's file "
+                                               "names are relative to (default: the CSV's "
+                                               "folder).", show_default=False)]
+ImageCol = Annotated[str | None, typer.Option("--image-col", help="CSV column of image file "
+                                              "names (default: the first such column).",
+                                              show_default=False)]
+LabelCol = Annotated[str | None, typer.Option("--label-col", help="CSV column of labels, "
+                                              "e.g. gender.")]
+ImageSize = Annotated[int | None, typer.Option("--image-size", help="--folder/--csv images are "
+                                               "resized to this square side (default: 64).",
+                                               show_default=False)]
+Grayscale = Annotated[bool | None, typer.Option("--grayscale/--rgb", help="Force grayscale or "
+                                                "RGB for --folder/--csv (default: the mode "
+                                                "most files have).", show_default=False)]
+
+
+
+TensorBoardFlag = Annotated[bool, typer.Option("--tensorboard", help="Also write search and "
+                                               "retrain scalars to RUN_DIR/tensorboard/ (needs "
+                                               "pip install "
+                                               f"'{rich_escape('autonas[tensorboard]')}').")]
+
+
+TrainEpochs = Annotated[int | None, typer.Option("--epochs", help="Training epochs (default: "
+                                                 "as many as the budget allows).")]
+TrainResume = Annotated[Path | None, typer.Option(help="A search run folder to retrain its "
+                                                  "architecture in, or a train run to "
+                                                  "continue.")]
+
+
+@dataclass
+class CommandOptions:
+    """The shared options' values; those a command does not take keep these defaults."""
+
+    dataset: str = "breastmnist"
+    data: Path | None = None
+    size: int = 28
+    space: str = "darts"
+    strategy: str | None = "darts"
+    budget: str | None = None
+    epochs: int | None = None
+    retrain_epochs: int | None = None
+    seed: int = 0
+    device: str = "auto"
+    out: Path | None = None
+    resume: Path | None = None
+    config: Path | None = None
+    set_: list[str] | None = field(default=None)
+    folder: Path | None = None
+    csv_file: Path | None = None
+    image_dir: Path | None = None
+    image_col: str | None = None
+    label_col: str | None = None
+    image_size: int | None = None
+    grayscale: bool | None = None
+    max_trials: int | None = None
+    storage: str | None = None
+    workers: int | None = None
+    tensorboard: bool = False
+    loss: str | None = None
+    class_weights: str | None = None
+    ddp: int | None = None
+
+    def config_kwargs(self) -> dict[str, Any]:
+        """The keyword arguments of ``cli.build_config`` these options give."""
+        return {"config": self.config, "dataset": self.dataset, "data": self.data,
+                "size": self.size, "strategy": self.strategy, "budget": self.budget,
+                "epochs": self.epochs, "space": self.space,
+                "retrain_epochs": self.retrain_epochs, "seed": self.seed,
+                "device": self.device, "sets": self.set_, "max_trials": self.max_trials,
+                "storage": self.storage, "loss": self.loss,
+                "class_weights": self.class_weights, "workers": self.workers}
+
+    def image_source_args(self) -> tuple[Any, ...]:
+        return (self.folder, self.csv_file, self.image_dir, self.image_col, self.label_col,
+                self.image_size, self.grayscale)
+
+
+OPTION_TYPES: dict[str, Any] = {
+    "dataset": Dataset, "data": DataPath, "size": Size, "space": Space, "strategy": Strategy,
+    "budget": Budget, "epochs": Epochs, "retrain_epochs": RetrainEpochs, "seed": Seed,
+    "device": Device, "out": Out, "resume": Resume, "config": ConfigFile, "set_": Sets,
+    "folder": Folder, "csv_file": CsvFile, "image_dir": ImageDir, "image_col": ImageCol,
+    "label_col": LabelCol, "image_size": ImageSize, "grayscale": Grayscale,
+    "max_trials": MaxTrials, "storage": StorageUrl, "workers": Workers,
+    "tensorboard": TensorBoardFlag, "loss": Loss, "class_weights": ClassWeights, "ddp": Ddp,
+}
+assert set(OPTION_TYPES) == {f.name for f in fields(CommandOptions)}
+
+
+def with_options(*names: str, **retyped: Any) -> Callable[[Callable[..., Any]], Any]:
+    """Give a command the shared options ``names`` (in that order, after its own), passed to
+    it as ``opts: CommandOptions``. ``retyped`` swaps an option's flag or help for this
+    command, e.g. ``retrain_epochs=TrainEpochs``."""
+    defaults = {f.name: f.default for f in fields(CommandOptions)}
+
+    def decorate(command: Callable[..., Any]) -> Callable[..., Any]:
+        hints = typing.get_type_hints(command, include_extras=True)
+        own = [p.replace(annotation=hints.get(p.name, p.annotation))
+               for p in inspect.signature(command).parameters.values() if p.name != "opts"]
+        shared = [inspect.Parameter(n, inspect.Parameter.KEYWORD_ONLY, default=defaults[n],
+                                    annotation=retyped.get(n, OPTION_TYPES[n]))
+                  for n in names]
+
+        @functools.wraps(command)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            opts = CommandOptions(**{n: kwargs.pop(n) for n in names})
+            return command(*args, opts=opts, **kwargs)
+
+        params = own + shared
+        wrapper.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
+        wrapper.__annotations__ = {p.name: p.annotation for p in params}
+        del wrapper.__wrapped__  # Typer must read the new signature, not the command's
+        return wrapper
+
+    return decorate
