@@ -95,10 +95,14 @@ def _viewport(driver, width: int, height: int) -> None:
 
 
 def _open(driver, page: Path, width: int) -> None:
+    from selenium.webdriver.support.ui import WebDriverWait
+
     _viewport(driver, width, 900)
     driver.get_log("browser")  # drop earlier messages
     driver.get(page.resolve().as_uri())
-    assert driver.execute_script("return document.readyState") == "complete"
+    # A cold browser may hand back control before the load event: wait for it, briefly.
+    WebDriverWait(driver, 15).until(
+        lambda d: d.execute_script("return document.readyState") == "complete")
 
 
 def _screenshot(driver, path: Path, width: int) -> Path:
