@@ -448,15 +448,20 @@ def roc_plot(labels: np.ndarray, probs: np.ndarray, class_names: Sequence[str]) 
             label = (f"{names[c]} (AUC {auc(fpr, tpr):.3f})" if k == 2 else
                      f"{textwrap.shorten(names[c], 24)} vs rest ({auc(fpr, tpr):.3f})")
             ax.plot(fpr, tpr, color=COLORS[n % len(COLORS)], lw=1.5, label=label)
-        ax.plot([0, 1], [0, 1], color="0.6", ls="--", lw=1)
-        ax.set_xlim(0, 1)
-        ax.set_ylim(0, 1.01)
-        ax.set_aspect("equal")
-        ax.set_xlabel("false positive rate")
-        ax.set_ylabel("true positive rate")
+        _roc_axes(ax)
         ax.set_title("ROC (test)" if k == 2 else "ROC one-vs-rest (test)")
         ax.legend(loc="lower right", fontsize=7 if k > 4 else 8)
         return to_svg(fig)
+
+
+def _roc_axes(ax) -> None:
+    """The chance diagonal, unit square and axis names every ROC plot shares."""
+    ax.plot([0, 1], [0, 1], color="0.6", ls="--", lw=1)
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1.01)
+    ax.set_aspect("equal")
+    ax.set_xlabel("false positive rate")
+    ax.set_ylabel("true positive rate")
 
 
 def label_roc_plot(labels: np.ndarray, probs: np.ndarray,
@@ -478,12 +483,7 @@ def label_roc_plot(labels: np.ndarray, probs: np.ndarray,
             ax.plot(fpr, tpr, color=COLORS[n % len(COLORS)], lw=1.2,
                     ls="-" if n < len(COLORS) else ":",
                     label=f"{textwrap.shorten(names[j], 24)} ({auc(fpr, tpr):.3f})")
-        ax.plot([0, 1], [0, 1], color="0.6", ls="--", lw=1)
-        ax.set_xlim(0, 1)
-        ax.set_ylim(0, 1.01)
-        ax.set_aspect("equal")
-        ax.set_xlabel("false positive rate")
-        ax.set_ylabel("true positive rate")
+        _roc_axes(ax)
         ax.set_title("ROC per label (test)")
         ax.legend(loc="lower right", fontsize=6 if len(shown) > 6 else 8)
         return to_svg(fig)
