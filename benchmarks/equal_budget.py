@@ -34,6 +34,7 @@ import json
 import os
 import platform
 import random
+import shlex
 import shutil
 import statistics
 import subprocess
@@ -82,12 +83,14 @@ def commands(method: str, args: argparse.Namespace, seed: int, out: Path) -> lis
     """The processes of one method and seed, in order; their wall time is the method's."""
     data = data_args(args.dataset)
     common = [*data, "--budget", args.budget, "--seed", str(seed), "--out", str(out / "run")]
+    variant = shlex.split(args.run_args)
     if method == "autonas":
-        return [[*AUTONAS, "run", *common]]
+        return [[*AUTONAS, "run", *common, *variant]]
     if method == "random":
-        return [[*AUTONAS, "run", *common, "--strategy", "random"]]
+        return [[*AUTONAS, "run", *common, *variant, "--strategy", "random",
+                 *shlex.split(args.random_args)]]
     if method == "rsws":
-        return [[*AUTONAS, "run", *common, "--strategy", "spos", "--set",
+        return [[*AUTONAS, "run", *common, *variant, "--strategy", "spos", "--set",
                  "search.generations=0", "--set", f"search.population={args.rsws_k}"]]
     if method == "random_arch":
         arch = out / "arch.json"
@@ -144,8 +147,9 @@ def sign_test(diffs: list[float]) -> float | None:
 
 def bootstrap_p(diffs: list[float], seed: int = 0) -> float | None:
     """Two-sided paired bootstrap: twice the share of resampled mean differences on the
-    other side of zero from the observed mean (capped at 1)."""
-    if len(diffs) < 2:
+    other side of zero from the observed mean (capped at 1). None under 5 seeds: with two
+    differences of one sign every resample agrees, and p = 0 would claim too much."""
+    if len(diffs) < 5:
         return None
     rng = random.Random(seed)
     n = len(diffs)
@@ -180,6 +184,42 @@ def summarise(rows: list[dict[str, Any]], methods: list[str]) -> dict[str, Any]:
     return {"summary": summary, "paired": paired}
 
 
+def mean_sd(stats: dict[str, float | None], digits: int = 3) -> str:
+    mean, std = stats["mean"], stats["std"]
+    if mean is None:
+        return "-"
+    return f"{mean:.{digits}f}" + (f" ({std:.{digits}f})" if std is not None else "")
+
+
+def markdown(document: dict[str, Any]) -> str:
+    """The tables of a result document: runs per seed, then means and paired differences."""
+    methods, seeds = document["methods"], document["seeds"]
+    by = {(r["method"], r["seed"]): r for r in document["runs"]}
+    lines = ["| method | " + " | ".join(f"seed {s} ACC / AUC" for s in seeds)
+             + " | mean ACC (sd) | mean AUC (sd) | mean wall (s) |",
+             "|---" * (len(seeds) + 4) + "|"]
+    for m in methods:
+        cells = [f"{by[m, s]['accuracy']:.3f} / {by[m, s]['auc']:.3f}" if (m, s) in by
+                 else "not run" for s in seeds]
+        stats = document["summary"][m]
+        cells += [mean_sd(stats["accuracy"]), mean_sd(stats["auc"]), mean_sd(stats["wall_s"], 0)]
+        lines.append(f"| {m} | " + " | ".join(cells) + " |")
+    if document["paired"]:
+        lines += ["", "| paired difference | seeds | ACC: per seed | mean | sign p | "
+                  "bootstrap p | AUC: per seed | mean | sign p | bootstrap p |",
+                  "|---" * 10 + "|"]
+        for name, entry in document["paired"].items():
+            row = [name, str(len(entry["seeds"]))]
+            for k in ("accuracy", "auc"):
+                e = entry[k]
+                row += [" ".join(f"{d:+.3f}" for d in e["per_seed"]),
+                        "-" if e["mean"] is None else f"{e['mean']:+.3f}",
+                        "-" if e["sign_test_p"] is None else f"{e['sign_test_p']:.2f}",
+                        "-" if e["bootstrap_p"] is None else f"{e['bootstrap_p']:.2f}"]
+            lines.append("| " + " | ".join(row) + " |")
+    return "\n".join(lines)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--dataset", default="breastmnist",
@@ -189,16 +229,31 @@ def main() -> None:
     p.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
     p.add_argument("--jobs", type=int, default=2, choices=(1, 2),
                    help="2: two one-thread processes side by side; 1: one two-thread process")
+    p.add_argument("--threads", type=int, default=None, choices=(1, 2),
+                   help="threads per process (default: 1 with --jobs 2, else 2); --jobs 1 "
+                   "--threads 1 is for two invocations the caller runs side by side")
     p.add_argument("--rsws-k", type=int, default=16,
                    help="random paths scored with the shared weights (rsws)")
+    p.add_argument("--run-args", default="",
+                   help="options added to every `autonas run` (autonas, random, rsws), e.g. "
+                   "'--space macro --strategy bohb' to test a candidate default")
+    p.add_argument("--random-args", default="",
+                   help="options added to the random method only, e.g. '--set "
+                   "search.trial_epochs=9' to give its trials the searched strategy's epochs")
+    p.add_argument("--markdown", action="store_true",
+                   help="print the tables as Markdown instead of the JSON document")
+    p.add_argument("--tag", default="", help="suffix of the result names, for variants")
     p.add_argument("--out-root", default=None, help="run folders (default: "
-                   "benchmarks/results/equal_budget/DATASET-BUDGET)")
+                   "benchmarks/results/equal_budget/DATASET-BUDGET[-TAG])")
     args = p.parse_args()
     seconds = parse_duration(args.budget)
-    tag = f"{Path(args.dataset).stem}-{args.budget}"
+    tag = f"{Path(args.dataset).stem}-{args.budget}" + (f"-{args.tag}" if args.tag else "")
     root = Path(args.out_root or HERE / "results" / "equal_budget" / tag)
     root.mkdir(parents=True, exist_ok=True)
-    threads = 1 if args.jobs == 2 else 2
+    threads = args.threads or (1 if args.jobs == 2 else 2)
+    if args.jobs * threads > 2:
+        raise SystemExit("two one-thread processes or one two-thread process: this machine "
+                         "has two cores")
     jobs = [(m, s) for s in args.seeds for m in args.methods]
     rows: list[dict[str, Any]] = []
     failures: list[str] = []
@@ -218,6 +273,8 @@ def main() -> None:
         "seeds": args.seeds,
         "methods": args.methods,
         "rsws_k": args.rsws_k,
+        "run_args": args.run_args,
+        "random_args": args.random_args,
         "jobs": args.jobs,
         "threads_per_job": threads,
         "machine": machine(),
@@ -228,7 +285,7 @@ def main() -> None:
     }
     text = json.dumps(document, indent=1)
     (HERE / "results" / f"equal_budget_{tag}.json").write_text(text + "\n")
-    print(text)
+    print(markdown(document) if args.markdown else text)
     if failures:
         sys.exit(1)
 

@@ -53,6 +53,8 @@ def load(name: str, pneumonia: Path) -> dict[str, np.ndarray]:
 
 def run_one(name: str, pneumonia: Path, smoke: bool, epochs: int | None = 10,
             time_limit: float | None = None) -> dict:
+    import torch
+
     from autonas import ImageClassifier
 
     d = load(name, pneumonia)
@@ -86,6 +88,7 @@ def run_one(name: str, pneumonia: Path, smoke: bool, epochs: int | None = 10,
         "time_limit_seconds": 20 if smoke else time_limit or 600,
         "epochs": 1 if smoke else epochs,
         "retrain_epochs": clf.model_meta_.get("epochs"),
+        "threads": torch.get_num_threads(),
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
         "test_accuracy": metrics["accuracy"],
         "test_auc": metrics["auc"],

@@ -29,7 +29,8 @@ from common import AUTONAS
 RESIZED_NOTE = ("64/128 px sets are the bundled 28 px BreastMNIST resized (bilinear), "
                 "not the official MedMNIST+ files")
 SMOKE_SETS = [
-    "--set", "search.epochs=1", "--set", "search.channels=4", "--set", "search.layers=2",
+    "--set", "search.max_trials=2", "--set", "search.trial_epochs=1",
+    "--set", "search.trial_channels=4", "--set", "search.trial_layers=2",
     "--set", "space_options.nodes=2", "--set", "network.channels=4",
     "--set", "network.layers=2", "--set", "train.epochs=1",
 ]

@@ -17,6 +17,7 @@ from torch import nn
 from typer.testing import CliRunner
 
 from autonas.cli import app, build_config
+from autonas.cli_options import CommandOptions
 from autonas.data import Normalizer, from_arrays, from_folder, load_dataset
 from autonas.data.inputs import encode_labels
 from autonas.errors import ConfigError, DataError
@@ -88,7 +89,8 @@ def npz(tmp_path_factory) -> Path:
 def test_set_values_are_type_checked_before_anything_runs(npz: Path, tmp_path: Path,
                                                           option: str, message: str) -> None:
     out = tmp_path / "run"
-    fails_cleanly("run", "--data", npz, "--set", option, "--out", out, match=message)
+    fails_cleanly("run", "--data", npz, "--strategy", "darts", "--set", option, "--out", out,
+                  match=message)
     assert not out.exists()
 
 
@@ -110,7 +112,7 @@ def test_config_file_values_are_type_checked(npz: Path, tmp_path: Path) -> None:
 
 def test_loose_yaml_numbers_are_converted() -> None:
     """YAML 1.1 reads 1e-3 as text and 3.0 as a float: both mean what the user wrote."""
-    cfg = build_config(config=None, dataset=None, data=None, size=None, strategy=None,
+    cfg = build_config(config=None, dataset=None, data=None, size=None, strategy="darts",
                        budget=None, epochs=None, retrain_epochs=None, seed=None, device=None,
                        sets=["train.lr=1e-3", "search.epochs=3.0", "search.alpha_lr=3e-4",
                              "network.dropout=0"])
@@ -463,3 +465,33 @@ def test_float_0_1_trained_models_rescale_too() -> None:
         with warnings.catch_warnings():
             warnings.simplefilter("error")
             assert not torch.allclose(wide_model(big), wide_model(small))
+
+
+# ----------------------------------------------------------------------------- flags vs --config
+
+
+def test_config_file_settings_hold_unless_a_flag_is_given(tmp_path: Path) -> None:
+    """A flag left out must not put its default over the config file's value."""
+    config = tmp_path / "c.yaml"
+    config.write_text("dataset: pneumoniamnist\nsize: 64\nstrategy: tpe\nspace: macro\n"
+                      "seed: 7\ndevice: cpu\n")
+    cfg = build_config(**CommandOptions(config=config).config_kwargs())
+    assert (cfg.dataset, cfg.size, cfg.strategy, cfg.space, cfg.seed, cfg.device) == (
+        "pneumoniamnist", 64, "tpe", "macro", 7, "cpu")
+    given = CommandOptions(config=config, strategy="random", seed=3).config_kwargs()
+    cfg = build_config(**given)
+    assert (cfg.strategy, cfg.seed, cfg.space) == ("random", 3, "macro")
+
+
+def test_defaults_without_config_or_flags() -> None:
+    cfg = build_config(**CommandOptions().config_kwargs())
+    assert (cfg.dataset, cfg.size, cfg.strategy, cfg.space, cfg.seed) == (
+        "breastmnist", 28, "evolution", "darts", 0)
+
+
+@pytest.mark.parametrize(("strategy", "option"), [
+    ("evolution", "trial_epochs"), ("tpe", "trial_epochs"), ("darts", "epochs"),
+    ("spos", "epochs")])
+def test_epochs_flag_sets_the_strategys_epochs(strategy: str, option: str) -> None:
+    cfg = build_config(**CommandOptions(strategy=strategy, epochs=3).config_kwargs())
+    assert cfg.search[option] == 3

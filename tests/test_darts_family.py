@@ -638,7 +638,7 @@ def _interrupt_after_first_checkpoint(monkeypatch) -> None:
 def test_strategy_through_the_cli_and_resume(name: str, npz: Path, tmp_path: Path,
                                               monkeypatch) -> None:
     out = tmp_path / "run"
-    args = ["search", "--data", npz, "--strategy", name, *TINY, *STRATEGY_SETS[name],
+    args = ["search", "--data", npz, *TINY, "--strategy", name, *STRATEGY_SETS[name],
             "--set", "search.warmup_epochs=0", "--epochs", 2, "--seed", 1, "--device", "cpu"]
     if name == "gdas":
         args += ["--loss", "focal", "--class-weights", "auto"]
@@ -672,7 +672,7 @@ def test_strategy_through_the_cli_and_resume(name: str, npz: Path, tmp_path: Pat
 
 def test_p_darts_resume_across_stages_repeats_the_search(npz: Path, tmp_path: Path,
                                                         monkeypatch) -> None:
-    args = ["search", "--data", npz, "--strategy", "p-darts", *TINY,
+    args = ["search", "--data", npz, *TINY, "--strategy", "p-darts",
             *STRATEGY_SETS["p-darts"], "--set", "search.warmup_epochs=0", "--epochs", 2,
             "--seed", 2, "--device", "cpu"]
     ok(*args, "--out", tmp_path / "reference")

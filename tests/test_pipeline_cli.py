@@ -22,8 +22,13 @@ from autonas.spaces.genotype import Genotype
 
 ENV = {"AUTONAS_NO_PROGRESS": "1", "AUTONAS_THREADS": "1"}
 TINY = [
+    "--strategy", "darts",
     "--set", "search.channels=4", "--set", "search.layers=2", "--set", "space_options.nodes=2",
     "--set", "search.batch_size=16", "--set", "network.channels=4",
+    "--set", "network.layers=2", "--set", "train.batch_size=16",
+]
+TRAIN_TINY = [  # `train` runs no search: no strategy, no search options
+    "--set", "space_options.nodes=2", "--set", "network.channels=4",
     "--set", "network.layers=2", "--set", "train.batch_size=16",
 ]
 SIZES = {"train": 64, "val": 24, "test": 24}
@@ -205,8 +210,8 @@ def test_search_train_evaluate(npz: Path, tmp_path: Path) -> None:
     genotype = Genotype.load(search_dir / "genotype.json")
 
     train_dir = tmp_path / "train"
-    ok("train", "--genotype", search_dir / "genotype.json", "--data", npz, *TINY,
-       "--epochs", 2, "--out", train_dir)
+    ok("train", "--genotype", search_dir / "genotype.json", "--data", npz,
+       *TRAIN_TINY, "--epochs", 2, "--out", train_dir)
     for name in ("config.yaml", "model.pt", "model.json", "retrain/history.jsonl",
                  "genotype.json", "status.json"):
         assert (train_dir / name).is_file(), name
@@ -344,7 +349,7 @@ def test_same_seed_same_search(npz: Path, tmp_path: Path) -> None:
 
 def test_second_order_search_runs(npz: Path, tmp_path: Path) -> None:
     out = tmp_path / "darts2"
-    ok("search", "--data", npz, "--strategy", "darts2", *TINY, "--set",
+    ok("search", "--data", npz, *TINY, "--strategy", "darts2", "--set",
        "search.warmup_epochs=0", "--set", "search.alpha_lr=0.1", "--epochs", 1,
        "--out", out, "--device", "cpu")
     cfg = yaml.safe_load((out / "config.yaml").read_text())

@@ -26,6 +26,7 @@ from autonas.training.metrics import classification_metrics
 
 ENV = {"AUTONAS_NO_PROGRESS": "1", "AUTONAS_THREADS": "1"}
 TINY = [
+    "--strategy", "darts",
     "--set", "search.channels=4", "--set", "search.layers=2", "--set", "space_options.nodes=2",
     "--set", "search.batch_size=16", "--set", "network.channels=4",
     "--set", "network.layers=2", "--set", "train.batch_size=16",

@@ -94,7 +94,7 @@ def build_config(*, config: Path | None, dataset: str | None, data: Path | None,
     if budget is not None:
         d["budget"] = parse_duration(budget)
     if epochs is not None:
-        d["search"] = {**d.get("search", {}), "epochs": epochs}
+        d["search"] = {**d.get("search", {}), search_epochs_option(d["strategy"]): epochs}
     if retrain_epochs is not None:
         d["train"] = {**d.get("train", {}), "epochs": retrain_epochs}
     # Only when given: one-shot strategies have no such options and must say so.
@@ -108,6 +108,17 @@ def build_config(*, config: Path | None, dataset: str | None, data: Path | None,
     if check_search:
         check_search_options(cfg)
     return cfg
+
+
+def search_epochs_option(strategy: str) -> str:
+    """--epochs is a one-shot search's ``epochs`` and a multi-trial one's ``trial_epochs``."""
+    from .strategies import make_strategy
+
+    try:
+        names = make_strategy(strategy, None).option_names()
+    except AutonasError:
+        return "epochs"  # an unknown strategy is reported where the config is checked
+    return "trial_epochs" if "trial_epochs" in names and "epochs" not in names else "epochs"
 
 
 def _apply_losses(d: dict[str, Any], loss: str | None, class_weights: str | None) -> None:

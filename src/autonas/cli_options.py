@@ -18,25 +18,31 @@ from typing import Annotated, Any
 import typer
 from rich.markup import escape as rich_escape
 
-Dataset = Annotated[str, typer.Option("--dataset", "-d", help="MedMNIST flag, e.g. breastmnist "
-                                      "(bundled), pneumoniamnist, dermamnist.")]
+Dataset = Annotated[str | None, typer.Option("--dataset", "-d", help="MedMNIST flag, e.g. "
+                                             "breastmnist (bundled; the default), "
+                                             "pneumoniamnist, dermamnist.")]
 DataPath = Annotated[Path | None, typer.Option("--data", help="An .npz file in the MedMNIST "
                                                "layout (train/val/test images and labels).")]
-Size = Annotated[int, typer.Option(help="MedMNIST image size: 28, 64, 128 or 224.")]
-Strategy = Annotated[str, typer.Option("--strategy", "-s", help="Search strategy (see "
-                                       "`autonas strategies`).")]
-Space = Annotated[str, typer.Option("--space", help="Search space (see `autonas spaces`), or a "
-                                    "user space as path/to/file.py:ClassName.")]
+Size = Annotated[int | None, typer.Option(help="MedMNIST image size: 28 (default), 64, "
+                                          "128 or 224.")]
+Strategy = Annotated[str | None, typer.Option("--strategy", "-s", help="Search strategy "
+                                              "(see `autonas strategies`; default: "
+                                              "evolution).")]
+Space = Annotated[str | None, typer.Option("--space", help="Search space (see `autonas "
+                                           "spaces`; default: darts), or a user space as "
+                                           "path/to/file.py:ClassName.")]
 Budget = Annotated[str | None, typer.Option("--budget", "-b", help="Wall-clock budget for the "
                                             "whole command, e.g. 600, 10m, 1h30m, none "
                                             "(default: 10m; on --resume, what the run has "
                                             "left).", show_default=False)]
-Epochs = Annotated[int | None, typer.Option(help="Search epochs (default: the strategy's).")]
+Epochs = Annotated[int | None, typer.Option(help="Search epochs of a one-shot strategy, "
+                                            "training epochs per trial of a multi-trial one "
+                                            "(default: the strategy's).")]
 RetrainEpochs = Annotated[int | None, typer.Option(help="Retrain epochs (default: as many as "
                                                    "the budget allows).")]
-Seed = Annotated[int, typer.Option(help="Random seed; the same seed on CPU gives the same "
-                                   "architecture.")]
-Device = Annotated[str, typer.Option(help="auto, cpu or cuda.")]
+Seed = Annotated[int | None, typer.Option(help="Random seed (default 0); the same seed on CPU "
+                                          "gives the same architecture.")]
+Device = Annotated[str | None, typer.Option(help="auto (the default), cpu or cuda.")]
 Out = Annotated[Path | None, typer.Option("--out", "-o", help="Run folder to create (default: "
                                           "runs/<dataset>-<strategy>-<time>).")]
 Resume = Annotated[Path | None, typer.Option(help="Continue the run in this folder from its "
@@ -115,16 +121,18 @@ TrainResume = Annotated[Path | None, typer.Option(help="A search run folder to r
 class CommandOptions:
     """The shared options' values; those a command does not take keep these defaults."""
 
-    dataset: str = "breastmnist"
+    # None: not given, so --config or RunConfig's default applies (a default here would
+    # silently override the config file).
+    dataset: str | None = None
     data: Path | None = None
-    size: int = 28
-    space: str = "darts"
-    strategy: str | None = "darts"
+    size: int | None = None
+    space: str | None = None
+    strategy: str | None = None
     budget: str | None = None
     epochs: int | None = None
     retrain_epochs: int | None = None
-    seed: int = 0
-    device: str = "auto"
+    seed: int | None = None
+    device: str | None = None
     out: Path | None = None
     resume: Path | None = None
     config: Path | None = None

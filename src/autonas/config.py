@@ -45,7 +45,10 @@ class RunConfig:
     space: str = "darts"
     """A registered space (see `autonas spaces`) or a user space `file.py:Class`."""
     space_options: dict[str, Any] = field(default_factory=dict)
-    strategy: str = "darts"
+    strategy: str = "evolution"
+    """A registered strategy (see `autonas strategies`). The default is regularized evolution:
+    on minutes of CPU, trials of small proxy networks chose better cells than a DARTS
+    supernet did (README, "Does the search earn its cost?")."""
     search: dict[str, Any] = field(default_factory=dict)
     """Options of the strategy (see `autonas strategies`)."""
     network: NetworkSize = field(default_factory=NetworkSize)
