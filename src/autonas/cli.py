@@ -110,21 +110,26 @@ def build_config(*, config: Path | None, dataset: str | None, data: Path | None,
     return cfg
 
 
-def search_epochs_option(strategy: str) -> str:
-    """--epochs is a one-shot search's ``epochs`` and a multi-trial one's ``trial_epochs``."""
+def strategy_option_names(strategy: str) -> set[str] | None:
+    """The options a strategy takes; None for an unknown name, which is reported where the
+    config is checked."""
     from .strategies import make_strategy
 
     try:
-        names = make_strategy(strategy, None).option_names()
+        return set(make_strategy(strategy).option_names())
     except AutonasError:
-        return "epochs"  # an unknown strategy is reported where the config is checked
+        return None
+
+
+def search_epochs_option(strategy: str) -> str:
+    """--epochs is a one-shot search's ``epochs`` and a multi-trial one's ``trial_epochs``."""
+    names = strategy_option_names(strategy) or set()
     return "trial_epochs" if "trial_epochs" in names and "epochs" not in names else "epochs"
 
 
 def _apply_losses(d: dict[str, Any], loss: str | None, class_weights: str | None) -> None:
     """--loss / --class-weights set the retraining's options and the search's: a one-shot
     strategy's own ``loss``/``class_weights``, a multi-trial strategy's trial ``train``."""
-    from .strategies import make_strategy
     from .training.losses import LOSSES
 
     if loss is not None and loss not in LOSSES:
@@ -140,10 +145,9 @@ def _apply_losses(d: dict[str, Any], loss: str | None, class_weights: str | None
     if not given:
         return
     d["train"] = {**d.get("train", {}), **given}
-    try:
-        names = set(type(make_strategy(d["strategy"])).option_names())
-    except AutonasError:
-        return  # an unknown strategy is reported when the run starts
+    names = strategy_option_names(d["strategy"])
+    if names is None:
+        return
     search = dict(d.get("search") or {})
     if "loss" in names:  # a supernet has a softmax head: it searches an ordinal task with ce
         search.update({**given, **({"loss": "ce"} if given.get("loss") == "coral" else {})})

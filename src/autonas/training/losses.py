@@ -25,17 +25,25 @@ def class_weights_from_counts(counts: Sequence[int]) -> torch.Tensor:
     return torch.where(c > 0, n / (k * c.clamp(min=1)), torch.zeros_like(c))
 
 
-class FocalLoss(nn.Module):
-    """Focal loss (Lin et al. 2017): cross-entropy scaled by (1 - p_t)^gamma, so easy,
-    majority-class examples stop dominating. gamma=0 is exactly (weighted) cross-entropy."""
+class _Focal(nn.Module):
+    """What the focal losses share: the focusing exponent gamma (checked) and label
+    smoothing; each registers its own weight buffer, whose name its state dict keeps."""
 
-    def __init__(self, gamma: float = 2.0, weight: torch.Tensor | None = None,
-                 label_smoothing: float = 0.0) -> None:
+    def __init__(self, gamma: float, label_smoothing: float) -> None:
         super().__init__()
         if gamma < 0:
             raise ConfigError(f"focal loss gamma must be >= 0, got {gamma}")
         self.gamma = gamma
         self.label_smoothing = label_smoothing
+
+
+class FocalLoss(_Focal):
+    """Focal loss (Lin et al. 2017): cross-entropy scaled by (1 - p_t)^gamma, so easy,
+    majority-class examples stop dominating. gamma=0 is exactly (weighted) cross-entropy."""
+
+    def __init__(self, gamma: float = 2.0, weight: torch.Tensor | None = None,
+                 label_smoothing: float = 0.0) -> None:
+        super().__init__(gamma, label_smoothing)
         self.register_buffer("weight", weight)
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -51,7 +59,7 @@ class FocalLoss(nn.Module):
         return loss.mean()
 
 
-class MultiLabelLoss(nn.Module):
+class MultiLabelLoss(_Focal):
     """Binary cross-entropy per label on (N, L) 0/1 targets, optionally focal.
 
     ``pos_weight`` (one per label) scales the positive term, so a rare finding counts as
@@ -61,11 +69,7 @@ class MultiLabelLoss(nn.Module):
 
     def __init__(self, gamma: float = 0.0, pos_weight: torch.Tensor | None = None,
                  label_smoothing: float = 0.0) -> None:
-        super().__init__()
-        if gamma < 0:
-            raise ConfigError(f"focal loss gamma must be >= 0, got {gamma}")
-        self.gamma = gamma
-        self.label_smoothing = label_smoothing
+        super().__init__(gamma, label_smoothing)
         self.register_buffer("pos_weight", pos_weight)
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
