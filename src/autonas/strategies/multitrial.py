@@ -34,8 +34,9 @@ class MultiTrialStrategy(Strategy):
     """Trials to run at most (interrupted ones do not count); None = until the budget ends."""
     trial_epochs: int = 4
     """Proxy task: training epochs per trial."""
-    data_fraction: float = 1.0
-    """Proxy task: stratified fraction of the training split each trial trains on."""
+    data_fraction: float | str = "auto"
+    """Proxy task: stratified fraction of the training split each trial trains on; "auto"
+    sizes it so that the budget holds about 25 trials (see ``autonas.trials.fidelity``)."""
     trial_channels: int = 8
     trial_layers: int = 5
     objective: str = "auc"
@@ -77,8 +78,11 @@ class MultiTrialStrategy(Strategy):
             raise ConfigError(f"max_trials must be >= 1, got {self.max_trials}")
         if self.trial_epochs < 1:
             raise ConfigError(f"trial_epochs must be >= 1, got {self.trial_epochs}")
-        if not 0.0 < self.data_fraction <= 1.0:
-            raise ConfigError(f"data_fraction must be in (0, 1], got {self.data_fraction}")
+        if self.data_fraction != "auto" and not (
+                isinstance(self.data_fraction, (int, float))
+                and not isinstance(self.data_fraction, bool) and 0.0 < self.data_fraction <= 1.0):
+            raise ConfigError(f"data_fraction must be in (0, 1] or auto, got "
+                              f"{self.data_fraction!r}")
         if self.objective not in OBJECTIVES:
             raise ConfigError(f"objective must be one of {', '.join(OBJECTIVES)}, got "
                               f"{self.objective!r} (costs go in objectives, e.g. "
@@ -147,11 +151,11 @@ class MultiTrialStrategy(Strategy):
         except TypeError as exc:
             raise ConfigError(f"invalid trial training options {self.train}: {exc}") from None
 
-    def trial_data(self, data: ImageData, seed: int) -> ImageData:
+    def trial_data(self, data: ImageData, seed: int, fraction: float) -> ImageData:
         """The same stratified share of the training split for every trial."""
-        if self.data_fraction >= 1.0:
+        if fraction >= 1.0:
             return data
-        _, idx = split_indices(data.train_y, self.data_fraction, seed=seed)
+        _, idx = split_indices(data.train_y, fraction, seed=seed)
         x, y = subset(data.train_x, data.train_y, idx)
         return dataclasses.replace(data, train_x=x, train_y=y)
 

@@ -4,8 +4,9 @@ driver the strategies' ``search`` calls, in one process or with workers.
 
 A trial builds the proposed network at a proxy size (``trial_channels``/``trial_layers``),
 profiles it (params, FLOPs, latency; constraints are checked before any training), trains
-it for ``trial_epochs`` on ``data_fraction`` of the training split with the one training
-loop, and reports validation metrics after every epoch so a pruner can stop it.
+it for ``trial_epochs`` on ``data_fraction`` of the training split (sized from the budget
+by default, see ``fidelity``) with the one training loop, and reports validation metrics
+after every epoch so a pruner can stop it.
 
 Strategies either let an Optuna sampler pick the choices (TPE, NSGA-II) or pick the
 architecture themselves (random, grid, evolution, REINFORCE); their picks reach the study
@@ -36,6 +37,7 @@ from ..training.device import to_channels_last
 from ..training.loop import profile_seconds
 from ..training.profile import profile_model
 from ..training.trainer import fit
+from .fidelity import FRACTION_ATTR, resolve_data_fraction
 from .runner import (
     PROPOSAL,
     Evaluate,
@@ -151,10 +153,12 @@ class ArchitecturePlan:
         self.strategy.observe(row)
 
 
-def train_architecture(strategy: MultiTrialStrategy, ctx: SearchContext) -> Evaluate:
+def train_architecture(strategy: MultiTrialStrategy, ctx: SearchContext,
+                       fraction: float = 1.0) -> Evaluate:
     """The default evaluation: build the proposed network at the proxy size, profile it,
-    check the constraints, train it for ``trial_epochs``."""
-    data = strategy.trial_data(ctx.data, ctx.seed)
+    check the constraints, train it for ``trial_epochs`` on ``fraction`` of the training
+    split."""
+    data = strategy.trial_data(ctx.data, ctx.seed, fraction)
     spec = strategy.build_spec(data)
     space = ctx.space
 
@@ -230,7 +234,14 @@ def make_runner(strategy: MultiTrialStrategy, ctx: SearchContext, study: optuna.
     plan = ArchitecturePlan(strategy, ctx.space)
     if not plan.drawn_by_sampler:
         study.sampler = plan.replay
-    return TrialRunner(study, storage, plan, evaluate or train_architecture(strategy, ctx),
+    if evaluate is None:
+        fraction = resolve_data_fraction(strategy, ctx, study)
+        if fraction < 1.0:
+            get_logger().info("search: each trial trains on %d of the %d training images "
+                              "(data_fraction %.2f)", round(fraction * len(ctx.data.train_y)),
+                              len(ctx.data.train_y), fraction)
+        evaluate = train_architecture(strategy, ctx, fraction)
+    return TrialRunner(study, storage, plan, evaluate,
                        recorder=recorder, kind=TRIALS_KIND,
                        deadline=deadline or ctx.deadline, seed=ctx.seed,
                        max_trials=strategy.max_trials, alone=single_process(url),
@@ -271,7 +282,10 @@ def run_search(strategy: MultiTrialStrategy, ctx: SearchContext,
             stopped = runner.work(on_row=advance)
     if stopped not in ("completed", "budget"):
         get_logger().info("search: %s", stopped)
-    return search_result(strategy, runner.rows, stopped, url, name)
+    result = search_result(strategy, runner.rows, stopped, url, name)
+    if FRACTION_ATTR in study.user_attrs:
+        result.extra["data_fraction"] = study.user_attrs[FRACTION_ATTR]
+    return result
 
 
 def search_result(strategy: MultiTrialStrategy, rows: list[dict[str, Any]], stopped: str,
