@@ -66,6 +66,7 @@ def test_a_multi_trial_search_in_its_random_phase_says_so(tmp_path, data):
                                         "random")
     assert "fallback" not in result
     assert "2 trials finished" in read(run, "status.json")["search"]["limited"]
+    assert "search finished (completed after 2 trials)" in (run.path / "run.log").read_text()
 
 
 def test_a_multi_trial_search_without_a_finished_trial_trains_the_default(tmp_path, data):

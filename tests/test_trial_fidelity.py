@@ -54,7 +54,8 @@ def context(data, tmp_path, deadline: Deadline) -> SearchContext:
 def resolve(data, tmp_path, deadline: Deadline, study=None, **options):
     """(the resolved fraction, the study it is stored in)"""
     ctx = context(data, tmp_path, deadline)
-    strategy = make_strategy("evolution", ctx.space, **{**FAST, **options})
+    strategy = make_strategy("evolution", ctx.space,
+                             **{**FAST, "data_fraction": "auto", **options})
     study = study or optuna.create_study()
     return resolve_data_fraction(strategy, ctx, study), study
 
@@ -105,6 +106,6 @@ def test_auto_leaves_a_small_set_whole(tmp_path):
     data = from_arrays(arrays(48, 0), arrays(24, 1), arrays(24, 2), name="small")
     outcome = autonas.search(make_space(f"{SPACE_FILE}:ToySpace"), "random", data,
                              out=tmp_path / "run", budget=60, device="cpu", max_trials=1,
-                             **FAST)
+                             data_fraction="auto", **FAST)
     assert outcome.result["data_fraction"] == 1.0
     assert "each trial trains on" not in (tmp_path / "run" / "run.log").read_text()

@@ -163,11 +163,13 @@ def search_phase(cfg: RunConfig, run: RunDir, data: ImageData, space: SearchSpac
         if key in honesty:
             run.set_phase("search", "running", **{key: honesty[key]})
             log.warning("search: %s", honesty[key])
+    # A multi-trial result counts trials in ``epochs``.
+    steps = f"{result.epochs} {'trials' if 'n_trials' in result.extra else 'epochs'}"
     if "fallback" in honesty:
-        log.info("search stopped (%s after %d epochs) without choosing; training the default "
-                 "architecture: %s", result.stopped, result.epochs, space.describe(arch))
+        log.info("search stopped (%s after %s) without choosing; training the default "
+                 "architecture: %s", result.stopped, steps, space.describe(arch))
     else:
-        log.info("search finished (%s after %d epochs): %s", result.stopped, result.epochs,
+        log.info("search finished (%s after %s): %s", result.stopped, steps,
                  space.describe(arch))
     return arch
 

@@ -4,9 +4,9 @@ driver the strategies' ``search`` calls, in one process or with workers.
 
 A trial builds the proposed network at a proxy size (``trial_channels``/``trial_layers``),
 profiles it (params, FLOPs, latency; constraints are checked before any training), trains
-it for ``trial_epochs`` on ``data_fraction`` of the training split (sized from the budget
-by default, see ``fidelity``) with the one training loop, and reports validation metrics
-after every epoch so a pruner can stop it.
+it for ``trial_epochs`` on ``data_fraction`` of the training split (a given share, or
+one sized from the budget: see ``fidelity``) with the one training loop, and reports
+validation metrics after every epoch so a pruner can stop it.
 
 Strategies either let an Optuna sampler pick the choices (TPE, NSGA-II) or pick the
 architecture themselves (random, grid, evolution, REINFORCE); their picks reach the study
