@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import concurrent.futures
+import hashlib
 import json
 import os
 import platform
@@ -115,7 +116,14 @@ def read_result(out: Path) -> dict[str, Any] | None:
     if result.is_file():
         searched = json.loads(result.read_text())
         row["fallback"] = searched.get("fallback")
+        if "architecture" in searched:
+            row["architecture_id"] = architecture_id(searched["architecture"])
     return row
+
+
+def architecture_id(arch: Any) -> str:
+    """A short fingerprint of a chosen architecture, to see where two methods chose alike."""
+    return hashlib.sha1(json.dumps(arch, sort_keys=True).encode()).hexdigest()[:12]
 
 
 def run_one(method: str, seed: int, args: argparse.Namespace, root: Path,
@@ -180,6 +188,9 @@ def summarise(rows: list[dict[str, Any]], methods: list[str]) -> dict[str, Any]:
                          if by["autonas"][s][k] is not None and by[other][s][k] is not None]
                 entry[k] = {"per_seed": diffs, **stats(diffs), "sign_test_p": sign_test(diffs),
                             "bootstrap_p": bootstrap_p(diffs)}
+            entry["same_architecture"] = [
+                s for s in seeds if by["autonas"][s].get("architecture_id") is not None
+                and by["autonas"][s].get("architecture_id") == by[other][s].get("architecture_id")]
             paired[f"autonas-{other}"] = entry
     return {"summary": summary, "paired": paired}
 
@@ -217,6 +228,11 @@ def markdown(document: dict[str, Any]) -> str:
                         "-" if e["sign_test_p"] is None else f"{e['sign_test_p']:.2f}",
                         "-" if e["bootstrap_p"] is None else f"{e['bootstrap_p']:.2f}"]
             lines.append("| " + " | ".join(row) + " |")
+        for name, entry in document["paired"].items():
+            if entry.get("same_architecture"):
+                seeds_text = ", ".join(str(s) for s in entry["same_architecture"])
+                lines += ["", f"{name}: both chose the same architecture on seed(s) "
+                          f"{seeds_text}; there the difference comes from the retrain alone."]
     return "\n".join(lines)
 
 
