@@ -30,7 +30,12 @@ def search_honesty(strategy: Strategy, space: SearchSpace, result: SearchResult)
     if result.extra.get("random_only"):
         complete = result.extra.get("states", {}).get("COMPLETE", 0)
         population = getattr(strategy, "population", lambda: None)()
-        return {"limited": f"{complete} trials finished, fewer than the {population} "
+        return {"limited": f"{plural(complete, 'trial')} finished, fewer than the {population} "
                            f"{strategy.name} draws at random before it exploits what it "
                            "learnt: the result is the best of random architectures"}
     return {}
+
+
+def plural(n: int, noun: str) -> str:
+    """"1 trial", "2 trials"."""
+    return f"{n} {noun}{'' if n == 1 else 's'}"

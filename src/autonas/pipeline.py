@@ -27,7 +27,7 @@ from torch import nn
 from .config import RunConfig
 from .data import ImageData, Normalizer, load_dataset
 from .errors import ConfigError
-from .fallback import search_honesty
+from .fallback import plural, search_honesty
 from .recorder import Recorder
 from .result_checks import result_warnings
 from .run import LOGGER_NAME, RunDir, detach_log, get_logger
@@ -164,7 +164,7 @@ def search_phase(cfg: RunConfig, run: RunDir, data: ImageData, space: SearchSpac
             run.set_phase("search", "running", **{key: honesty[key]})
             log.warning("search: %s", honesty[key])
     # A multi-trial result counts trials in ``epochs``.
-    steps = f"{result.epochs} {'trials' if 'n_trials' in result.extra else 'epochs'}"
+    steps = plural(result.epochs, "trial" if "n_trials" in result.extra else "epoch")
     if "fallback" in honesty:
         log.info("search stopped (%s after %s) without choosing; training the default "
                  "architecture: %s", result.stopped, steps, space.describe(arch))

@@ -37,8 +37,8 @@ class MultiTrialStrategy(Strategy):
     data_fraction: float | str = 1.0
     """Proxy task: stratified fraction of the training split each trial trains on; "auto"
     sizes it so that the budget holds about 25 trials (see ``autonas.trials.fidelity``).
-    Not the default: on PneumoniaMNIST, 25 trials on a quarter of the images chose worse
-    than 6 full-data trials (README, "Does the search earn its cost?")."""
+    Not the default: on PneumoniaMNIST, 24-31 trials on a fifth of the images chose worse
+    than 5-7 full-data trials (README, "Does the search earn its cost?")."""
     trial_channels: int = 8
     trial_layers: int = 5
     objective: str = "auc"

@@ -320,10 +320,7 @@ def search_result(strategy: MultiTrialStrategy, rows: list[dict[str, Any]], stop
     population = strategy.population()
     finished = sum(1 for r in rows if r["state"] == "COMPLETE")
     if population is not None and finished < population:
-        get_logger().warning("search: %d trials finished, fewer than the strategy's "
-                             "population %d: this search was random sampling", finished,
-                             population)
-        extra["random_only"] = True
+        extra["random_only"] = True  # the pipeline says so (``fallback.search_honesty``)
     if strategy.multi_objective:
         front = pareto_front(rows, strategy.directions)
         extra["pareto"] = [{"number": r["number"], "arch": r["arch"], "value": r["value"],
