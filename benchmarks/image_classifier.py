@@ -80,10 +80,10 @@ def run_one(name: str, pneumonia: Path, smoke: bool, epochs: int | None = 10,
                               search_options={"trial_epochs": 1}, **seeded)
         clf.fit(x_train, y_train, validation_data=(x_val, y_val), epochs=1)
     else:
-        limit = {} if time_limit is None else {"time_limit": time_limit}
+        options = {} if time_limit is None else {"time_limit": time_limit}
         if trial_epochs is not None:  # not the seed's call: its trials train min(epochs, 4)
-            limit["search_options"] = {"trial_epochs": trial_epochs}
-        clf = ImageClassifier(overwrite=True, max_trials=5, **limit, **seeded)
+            options["search_options"] = {"trial_epochs": trial_epochs}
+        clf = ImageClassifier(overwrite=True, max_trials=5, **options, **seeded)
         clf.fit(x_train, y_train, validation_data=(x_val, y_val), epochs=epochs)
     fit_seconds = time.monotonic() - start
     loss, accuracy = clf.evaluate(x_test, y_test)  # the seed's call: Keras' [loss, accuracy]
