@@ -101,6 +101,7 @@ def _equality_rank(rank: int, out: str) -> None:
         results = {name: search_steps(name, options) for name, options in CASES.items()}
         results["fit"] = fit_steps()
         torch.save(results, Path(out) / f"rank{rank}.pt")
+        distributed.barrier()  # no rank leaves the group while another still uses it
     finally:
         distributed.teardown()
 
@@ -171,6 +172,7 @@ def _recorder_rank(rank: int, folders: list[str], out: str) -> None:
         resumed, resumed_arch = _search(shared, writer, resume=True)
         torch.save({"full": full_arch, "resumed": resumed_arch, "full_epochs": full.epochs,
                     "resumed_epochs": resumed.epochs}, Path(out) / f"rank{rank}.pt")
+        distributed.barrier()  # no rank leaves the group while another still uses it
     finally:
         distributed.teardown()
 
