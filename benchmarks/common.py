@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import statistics
 import sys
 from pathlib import Path
 
@@ -9,6 +10,12 @@ from pathlib import Path
 AUTONAS = [sys.executable, "-m", "autonas.cli"]
 PNEUMONIA = (Path(__file__).resolve().parents[2] / "shared" / "data" / "medmnist"
              / "pneumoniamnist.recombined.npz")
+
+
+def spread(values: list[float]) -> dict[str, float | None]:
+    """Mean and sample standard deviation (None where there are too few values)."""
+    return {"mean": statistics.fmean(values) if values else None,
+            "std": statistics.stdev(values) if len(values) > 1 else None}
 
 
 def data_args(dataset: str) -> list[str]:

@@ -37,14 +37,13 @@ import platform
 import random
 import shlex
 import shutil
-import statistics
 import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
-from common import AUTONAS, data_args
+from common import AUTONAS, data_args, spread
 from scipy.stats import binomtest
 
 from autonas.spaces.darts import DartsSpace
@@ -169,12 +168,7 @@ def bootstrap_p(diffs: list[float], seed: int = 0) -> float | None:
 
 def summarise(rows: list[dict[str, Any]], methods: list[str]) -> dict[str, Any]:
     by = {m: {r["seed"]: r for r in rows if r["method"] == m} for m in methods}
-
-    def stats(values: list[float]) -> dict[str, float | None]:
-        return {"mean": statistics.fmean(values) if values else None,
-                "std": statistics.stdev(values) if len(values) > 1 else None}
-
-    summary = {m: {k: stats([r[k] for r in by[m].values() if r[k] is not None])
+    summary = {m: {k: spread([r[k] for r in by[m].values() if r[k] is not None])
                    for k in ("accuracy", "auc", "wall_s")} for m in methods}
     paired: dict[str, Any] = {}
     if "autonas" in by:
@@ -186,7 +180,7 @@ def summarise(rows: list[dict[str, Any]], methods: list[str]) -> dict[str, Any]:
             for k in ("accuracy", "auc"):
                 diffs = [by["autonas"][s][k] - by[other][s][k] for s in seeds
                          if by["autonas"][s][k] is not None and by[other][s][k] is not None]
-                entry[k] = {"per_seed": diffs, **stats(diffs), "sign_test_p": sign_test(diffs),
+                entry[k] = {"per_seed": diffs, **spread(diffs), "sign_test_p": sign_test(diffs),
                             "bootstrap_p": bootstrap_p(diffs)}
             entry["same_architecture"] = [
                 s for s in seeds if by["autonas"][s].get("architecture_id") is not None

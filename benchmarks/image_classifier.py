@@ -26,14 +26,13 @@ from __future__ import annotations
 import argparse
 import json
 import resource
-import statistics
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
-from common import PNEUMONIA
+from common import PNEUMONIA, spread
 
 AUTOKERAS_SEED_ACCURACY = {"pneumoniamnist": 0.625, "breastmnist": 0.788}
 AUTOKERAS_PAPER = {"pneumoniamnist": {"accuracy": 0.878, "auc": 0.947},
@@ -123,9 +122,7 @@ def summary(results: list[dict]) -> dict:
         out[name] = {"runs": len(rows), "autokeras_paper": AUTOKERAS_PAPER[name]}
         for key in ("accuracy", "auc"):
             values = [r[f"test_{key}"] for r in rows]
-            out[name][key] = {"mean": statistics.fmean(values),
-                              "std": statistics.stdev(values) if len(values) > 1 else None,
-                              "min": min(values), "max": max(values)}
+            out[name][key] = {**spread(values), "min": min(values), "max": max(values)}
     return out
 
 

@@ -163,8 +163,7 @@ def search_phase(cfg: RunConfig, run: RunDir, data: ImageData, space: SearchSpac
         if key in honesty:
             run.set_phase("search", "running", **{key: honesty[key]})
             log.warning("search: %s", honesty[key])
-    # A multi-trial result counts trials in ``epochs``.
-    steps = plural(result.epochs, "trial" if "n_trials" in result.extra else "epoch")
+    steps = plural(result.epochs, strategy.step)
     if "fallback" in honesty:
         log.info("search stopped (%s after %s) without choosing; training the default "
                  "architecture: %s", result.stopped, steps, space.describe(arch))

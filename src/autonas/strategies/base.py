@@ -66,6 +66,8 @@ class Strategy(ABC):
     """Space classes this strategy can search (empty: any space that can ``sample``)."""
     data_parallel: ClassVar[bool] = False
     """Whether the search can run data-parallel on several processes (torch.distributed)."""
+    step: ClassVar[str] = "epoch"
+    """What ``SearchResult.epochs`` counts for this strategy (for the log)."""
 
     def check_space(self, space: SearchSpace) -> None:
         from ..errors import ConfigError

@@ -70,6 +70,7 @@ class MultiTrialStrategy(Strategy):
     and its trial is re-run by another (default: three intervals)."""
 
     name = "multi-trial"
+    step: ClassVar[str] = "trial"
     needs_choices: ClassVar[bool] = False
     """Whether the strategy searches the categorical view (``space.choices()``)."""
     finite: ClassVar[bool] = False

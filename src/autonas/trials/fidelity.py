@@ -20,7 +20,6 @@ from typing import TYPE_CHECKING
 import optuna
 import torch
 
-from ..data import ImageData
 from ..spaces.base import build_network
 from ..training.device import to_channels_last
 from ..training.loop import BACKWARD_FACTOR, probe_forward_seconds
@@ -40,16 +39,15 @@ PROBE_IMAGES = 64
 FRACTION_ATTR = "trial_data_fraction"
 
 
-def trial_seconds_per_image(strategy: MultiTrialStrategy, ctx: SearchContext,
-                            data: ImageData) -> float:
+def trial_seconds_per_image(strategy: MultiTrialStrategy, ctx: SearchContext) -> float:
     """Seconds a trial spends per training image and epoch, from one timed forward pass
     of a network drawn from the space at the trial size (its weights and every random
     generator the trials use are left alone)."""
     arch = ctx.space.sample(random.Random(ctx.seed))
     with torch.random.fork_rng(devices=[]):
-        model = build_network(ctx.space, arch, strategy.build_spec(data))
+        model = build_network(ctx.space, arch, strategy.build_spec(ctx.data))
     model = to_channels_last(model.to(ctx.device))
-    x = data.train_x[:PROBE_IMAGES].float()
+    x = ctx.data.train_x[:PROBE_IMAGES].float()
     return BACKWARD_FACTOR * probe_forward_seconds(model, x, normalizer=None,
                                                    device=ctx.device)
 
@@ -86,7 +84,7 @@ def resolve_data_fraction(strategy: MultiTrialStrategy, ctx: SearchContext,
         trials = TARGET_TRIALS if strategy.max_trials is None else min(TARGET_TRIALS,
                                                                       strategy.max_trials)
         fraction = auto_fraction(
-            n_train, len(ctx.data.val_y), trial_seconds_per_image(strategy, ctx, ctx.data),
+            n_train, len(ctx.data.val_y), trial_seconds_per_image(strategy, ctx),
             strategy.trial_epochs, ctx.deadline.remaining(),
             trials / max(1, strategy.workers))
     study.set_user_attr(FRACTION_ATTR, fraction)
