@@ -59,7 +59,7 @@ def load(name: str, pneumonia: Path) -> dict[str, np.ndarray]:
 
 def run_one(name: str, pneumonia: Path, smoke: bool, epochs: int | None = 10,
             time_limit: float | None = None, seed: int | None = None,
-            trial_epochs: int | None = None) -> dict:
+            trial_epochs: int | None = None, ensemble: str | None = None) -> dict:
     import torch
 
     from autonas import ImageClassifier
@@ -82,6 +82,8 @@ def run_one(name: str, pneumonia: Path, smoke: bool, epochs: int | None = 10,
         options = {} if time_limit is None else {"time_limit": time_limit}
         if trial_epochs is not None:  # not the seed's call: its trials train min(epochs, 4)
             options["search_options"] = {"trial_epochs": trial_epochs}
+        if ensemble is not None:  # not the seed's call: its default is 'auto'
+            options["ensemble"] = ensemble if ensemble == "auto" else int(ensemble)
         clf = ImageClassifier(overwrite=True, max_trials=5, **options, **seeded)
         clf.fit(x_train, y_train, validation_data=(x_val, y_val), epochs=epochs)
     fit_seconds = time.monotonic() - start
@@ -91,6 +93,8 @@ def run_one(name: str, pneumonia: Path, smoke: bool, epochs: int | None = 10,
     return {
         "dataset": name,
         "seed": seed,
+        "ensemble_option": ensemble,
+        "members": member_results(clf, x_test, y_test),
         "smoke": smoke,
         "train_images": len(y_train),
         "test_images": len(y_test),
@@ -112,6 +116,35 @@ def run_one(name: str, pneumonia: Path, smoke: bool, epochs: int | None = 10,
         "failures": clf.failures_,
         "autokeras_seed_test_accuracy": AUTOKERAS_SEED_ACCURACY[name],
     }
+
+
+def member_results(clf, x_test: np.ndarray, y_test: np.ndarray) -> list[dict] | None:
+    """For an ensemble: each member's test ACC / AUC alone, and those of the average of the
+    first k members (k = 1 is the network a one-network fit would have kept)."""
+    import torch
+
+    from autonas.spaces.ensemble import Ensemble
+
+    network = clf.model_.network
+    if not isinstance(network, Ensemble):
+        return None
+    images = clf.model_.preprocess(torch.as_tensor(x_test))
+    labels = np.asarray(y_test).ravel()
+    with torch.no_grad():
+        probs = [m(images).softmax(dim=1).numpy() for m in network.members]
+    out = []
+    for k, p in enumerate(probs, start=1):
+        mean = np.mean(probs[:k], axis=0)
+        out.append({"alone": _scores(labels, p), "first_k": _scores(labels, mean)})
+    return out
+
+
+def _scores(labels: np.ndarray, probs: np.ndarray) -> dict:
+    from sklearn.metrics import accuracy_score, roc_auc_score
+
+    auc = roc_auc_score(labels, probs[:, 1]) if probs.shape[1] == 2 else roc_auc_score(
+        labels, probs, multi_class="ovr")
+    return {"accuracy": float(accuracy_score(labels, probs.argmax(1))), "auc": float(auc)}
 
 
 def summary(results: list[dict]) -> dict:
@@ -143,12 +176,15 @@ def main() -> None:
     p.add_argument("--trial-epochs", type=int, default=None,
                    help="epochs of each of the five trials (not the seed's call, whose trials "
                    "train min(epochs, 4))")
+    p.add_argument("--ensemble", default=None,
+                   help="ImageClassifier's ensemble (default: its own, auto; 1: one network)")
     args = p.parse_args()
     epochs = None if args.epochs.lower() == "none" else int(args.epochs)
     names = ("breastmnist", "pneumoniamnist") if args.dataset == "both" else (args.dataset,)
     if len(names) == 1 and args.seeds is None:
         print(json.dumps(run_one(args.dataset, args.pneumonia, args.smoke, epochs,
-                                 args.time_limit, args.seed, args.trial_epochs), indent=1))
+                                 args.time_limit, args.seed, args.trial_epochs,
+                                 args.ensemble), indent=1))
         return
     results = []
     for name in names:
@@ -161,6 +197,8 @@ def main() -> None:
                 cmd += ["--seed", str(seed)]
             if args.trial_epochs is not None:
                 cmd += ["--trial-epochs", str(args.trial_epochs)]
+            if args.ensemble is not None:
+                cmd += ["--ensemble", args.ensemble]
             if args.smoke:
                 cmd.append("--smoke")
             out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout

@@ -93,7 +93,11 @@ class ImageClassifier(ClassifierMixin, BaseEstimator):
         search (``max_params``, on its trial networks); after any search the retrained
         network is narrowed (fewer channels) until it fits, else fit stops with an error.
     final_fit: after selecting the epoch count on the validation split, train once more
-        on train + validation for that many epochs (takes ~35% of the time limit).
+        on train + validation for that many epochs (takes ~35% of the time limit; the
+        final model is then that one network).
+    ensemble: networks whose probabilities the final model averages: ``'auto'`` trains
+        the search's next best architectures after the first while the time limit
+        leaves room (up to 5; one without a time limit), a number that many, 1 none.
     image_size: side of the square images files / PIL images are resized to (None: keep
         their size when they all share one, else 64). Arrays are used at their size.
     resize: ``'crop'`` (centre square) or ``'pad'`` for files / PIL images.
@@ -114,7 +118,7 @@ class ImageClassifier(ClassifierMixin, BaseEstimator):
                  network: dict | None = None, train_options: dict | None = None,
                  verbose: int | bool = 1, num_classes: int | None = None,
                  multi_label: bool | None = None, project_name: str = "image_classifier",
-                 max_model_size: int | None = None) -> None:
+                 max_model_size: int | None = None, ensemble: int | str = "auto") -> None:
         self.max_trials = max_trials
         self.time_limit = time_limit
         self.strategy = strategy
@@ -138,6 +142,7 @@ class ImageClassifier(ClassifierMixin, BaseEstimator):
         self.multi_label = multi_label
         self.project_name = project_name
         self.max_model_size = max_model_size
+        self.ensemble = ensemble
 
     # ------------------------------------------------------------------------------ fit
     def fit(self, x: Any, y: Any = None, validation_data: tuple[Any, Any] | None = None,
@@ -243,7 +248,7 @@ class ImageClassifier(ClassifierMixin, BaseEstimator):
         Ctrl-C to the best epoch so far (``interrupted_``), a raising callback likewise
         (``stopped_by_``)."""
         log = get_logger()
-        phases = ("search", "retrain")
+        phases = ("search", "retrain", "ensemble")
         try:
             try:
                 if self.max_model_size is not None:
@@ -287,7 +292,8 @@ class ImageClassifier(ClassifierMixin, BaseEstimator):
         self._set_model(network, normalizer, meta)
         history = run.read_jsonl("retrain/history.jsonl")
         best = meta.get("best_epoch", -1)
-        self.val_metrics_ = history[best]["val"] if 0 <= best < len(history) else {}
+        self.val_metrics_ = meta.get("ensemble_val") or (
+            history[best]["val"] if 0 <= best < len(history) else {})
         self.strategy_ = cfg.strategy
         self.search_space_ = cfg.space
         meta = {**meta, "input": self.input_spec_, "classes": classes_json(self.classes_),
@@ -425,6 +431,8 @@ class ImageClassifier(ClassifierMixin, BaseEstimator):
             "ImageClassifier",
             f"  strategy / space: {self.strategy_} / {meta['space']}",
             f"  architecture: {space.describe(meta['arch'])}",
+            *([f"  ensemble: {len(meta['ensemble'])} networks, probabilities averaged "
+               "(the architecture above is the first)"] if meta.get("ensemble") else []),
             f"  parameters: {params:,}",
             f"  input: {self.input_spec_['layout']} {self.input_spec_['dtype']}, "
             f"{self.input_spec_['channels']}x{self.input_spec_['height']}x"

@@ -76,7 +76,8 @@ def build_config(*, config: Path | None, dataset: str | None, data: Path | None,
                  device: str | None, sets: Sequence[str] | None,
                  max_trials: int | None = None, storage: str | None = None,
                  loss: str | None = None, class_weights: str | None = None,
-                 workers: int | None = None, check_search: bool = True) -> RunConfig:
+                 workers: int | None = None, ensemble: str | None = None,
+                 check_search: bool = True) -> RunConfig:
     """The run's config from defaults, --config, flags and --set, every value type-checked
     (the strategy's own options too, unless ``check_search`` is off: no search runs)."""
     d: dict[str, Any] = RunConfig().to_dict()
@@ -88,7 +89,7 @@ def build_config(*, config: Path | None, dataset: str | None, data: Path | None,
     elif dataset is not None:
         d["dataset"] = dataset
     for key, value in (("size", size), ("strategy", strategy), ("seed", seed),
-                       ("device", device), ("space", space)):
+                       ("device", device), ("space", space), ("ensemble", ensemble)):
         if value is not None:
             d[key] = value
     if budget is not None:
@@ -377,10 +378,10 @@ COMMON_OPTIONS = ("seed", "device", "out", "resume", "config", "set_", "loss",
 
 @app.command()
 @with_options("dataset", "data", "size", "space", "strategy", "budget", "epochs",
-              "retrain_epochs", *COMMON_OPTIONS, *SOURCE_OPTIONS, *SEARCH_OPTIONS)
+              "retrain_epochs", "ensemble", *COMMON_OPTIONS, *SOURCE_OPTIONS, *SEARCH_OPTIONS)
 def run(ctx: typer.Context, opts: CommandOptions) -> None:
     """Search an architecture, retrain it and evaluate it on the test split."""
-    _search_command(ctx, opts, ("search", "retrain", "evaluate"))
+    _search_command(ctx, opts, ("search", "retrain", "ensemble", "evaluate"))
 
 
 @app.command()

@@ -16,6 +16,11 @@ from .option_types import check_options
 from .training.budget import parse_duration
 from .training.trainer import TrainConfig
 
+ENSEMBLE_AUTO_MAX = 5
+"""``ensemble: auto`` adds networks while time is left, up to this many."""
+ENSEMBLE_MAX = 20
+ENSEMBLE_SOURCES = ("seeds", "runners_up")
+
 
 @dataclass
 class NetworkSize:
@@ -67,6 +72,15 @@ class RunConfig:
     threads: int | None = None
     tensorboard: bool = False
     """Mirror search and retrain scalars into RUN_DIR/tensorboard/ (needs `tensorboard`)."""
+    ensemble: int | str = "auto"
+    """Networks in the final model, their probabilities averaged, each trained as the
+    retraining was (see ``ensemble_from``). ``auto``: as many as the time the retraining
+    left over allows, at most ``ENSEMBLE_AUTO_MAX`` (so a budgeted run whose retraining
+    fills its time keeps one network, and so does a run without a budget); a number:
+    that many, the retraining's time shared among them."""
+    ensemble_from: str = "seeds"
+    """``seeds``: the searched architecture with other seeds; ``runners_up``: the search's
+    next best distinct architectures (multi-trial strategies; then seeds)."""
     val_fraction: float | None = None
     """Hold out this share of train (stratified, seeded) as the validation split instead of
     the file's own, for .npz data whose validation split is empty or unusable."""
@@ -79,6 +93,16 @@ class RunConfig:
                                                        or self.search_size >= 8))):
             raise ConfigError(f"search_size must be auto, 0/None (full size) or a side of at "
                               f"least 8 px, got {self.search_size!r}")
+        if isinstance(self.ensemble, str) and self.ensemble.strip().isdigit():
+            self.ensemble = int(self.ensemble)  # "--ensemble 3", "--set ensemble=3"
+        if not (self.ensemble == "auto" or (isinstance(self.ensemble, int)
+                                            and not isinstance(self.ensemble, bool)
+                                            and 1 <= self.ensemble <= ENSEMBLE_MAX)):
+            raise ConfigError(f"ensemble must be auto or a number of networks from 1 to "
+                              f"{ENSEMBLE_MAX}, got {self.ensemble!r}")
+        if self.ensemble_from not in ENSEMBLE_SOURCES:
+            raise ConfigError(f"ensemble_from must be one of {', '.join(ENSEMBLE_SOURCES)}, "
+                              f"got {self.ensemble_from!r}")
         if self.val_fraction is not None and not 0.0 < self.val_fraction < 1.0:
             raise ConfigError(f"val_fraction must be in (0, 1), got {self.val_fraction}")
 

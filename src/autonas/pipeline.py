@@ -1,4 +1,4 @@
-"""search -> retrain -> evaluate, through one run folder and one budget.
+"""search -> retrain -> ensemble -> evaluate, through one run folder and one budget.
 
 Each phase records its state in ``status.json``; a resumed run skips finished phases and
 continues the unfinished one from its last checkpoint. The CLI and the Python API both
@@ -26,6 +26,7 @@ from torch import nn
 
 from .config import RunConfig
 from .data import ImageData, Normalizer, load_dataset
+from .ensemble import ensemble_phase
 from .errors import ConfigError
 from .fallback import plural, search_honesty
 from .recorder import Recorder
@@ -34,6 +35,7 @@ from .run import LOGGER_NAME, RunDir, detach_log, get_logger
 from .spaces import BuildSpec, SearchSpace, make_space
 from .spaces.base import build_network
 from .spaces.darts import DartsSpace
+from .spaces.ensemble import Ensemble, build_final
 from .spaces.user_source import keep_source, source_fields, space_of_run
 from .strategies import SearchContext, available_strategies, make_strategy
 from .training import distributed
@@ -47,7 +49,7 @@ from .training.speed import MachineSpeed
 from .training.tasks import head_for
 from .training.trainer import fit
 
-PHASES = ("search", "retrain", "evaluate")
+PHASES = ("search", "retrain", "ensemble", "evaluate")
 
 
 class RunInterrupted(Exception):
@@ -80,10 +82,11 @@ def build_spec(cfg: RunConfig, data: ImageData) -> BuildSpec:
 
 def load_model(run: RunDir, device: torch.device | str = "cpu"
                ) -> tuple[torch.nn.Module, Normalizer, dict[str, Any]]:
-    """Rebuild the retrained network of a run (weights loaded with ``weights_only=True``)."""
+    """Rebuild the final network of a run, the retrained one or the ensemble of them
+    (weights loaded with ``weights_only=True``)."""
     meta = run.read_json("model.json")
     space = space_of_run(run, meta)  # a user space comes from the run's copy of its source
-    model = build_network(space, meta["arch"], BuildSpec(**meta["build"]))
+    model = build_final(space, meta)
     state = torch.load(run.file("model.pt"), map_location="cpu", weights_only=True)
     model.load_state_dict(state)
     model = to_channels_last(model.to(device)).eval()
@@ -222,6 +225,14 @@ def retrain_phase(cfg: RunConfig, run: RunDir, data: ImageData, space: SearchSpa
     return info
 
 
+def ensemble_share(cfg: RunConfig, todo: Sequence[str]) -> int:
+    """Networks the retraining's time is shared among: a given ``ensemble`` number when the
+    ensemble phase follows and the epochs are left to the budget (else 1)."""
+    if "ensemble" not in todo or cfg.ensemble == "auto" or cfg.train.epochs is not None:
+        return 1
+    return int(cfg.ensemble)
+
+
 def evaluate_phase(run: RunDir, data: ImageData, device: torch.device) -> dict[str, Any]:
     """Validation and test metrics, the predictions behind them (``predictions.npz``, for
     reports and bootstrap intervals), and the model's cost (params, FLOPs, latency)."""
@@ -243,6 +254,9 @@ def evaluate_phase(run: RunDir, data: ImageData, device: torch.device) -> dict[s
         metrics[split]["seconds"] = time.perf_counter() - start
         predictions[f"{split}_probs"] = probs.astype(np.float32)
         predictions[f"{split}_labels"] = y.numpy().astype(np.int64)
+    if isinstance(model, Ensemble):
+        metrics["members"] = member_metrics(model, {**meta, "thresholds": thresholds}, data,
+                                            normalizer, device, head)
     input_shape = (data.channels, *data.image_size)
     metrics["model"] = profile_model(model, input_shape)
     metrics["model"]["device"] = str(device)
@@ -255,6 +269,26 @@ def evaluate_phase(run: RunDir, data: ImageData, device: torch.device) -> dict[s
     get_logger().info("test: accuracy %.4f, AUC %s, loss %.4f", metrics["test"]["accuracy"],
                       metrics["test"]["auc"], metrics["test"]["loss"])
     return metrics
+
+
+def member_metrics(model: Ensemble, meta: dict[str, Any], data: ImageData,
+                   normalizer: Normalizer, device: torch.device, head: str
+                   ) -> list[dict[str, Any]]:
+    """Each ensemble member's own validation and test accuracy and AUC (what averaging
+    them gained is read against these)."""
+    out = []
+    for member, info in zip(model.members, meta["ensemble"], strict=True):
+        row: dict[str, Any] = {"trial": info.get("trial"), "seed": info.get("seed"),
+                               "params": info.get("params")}
+        for split in ("val", "test"):
+            x, y = data.split(split)
+            probs = predict_proba(member, x, normalizer=normalizer, device=device, head=head)
+            found = classification_metrics(y.numpy(), probs, data.class_names,
+                                           thresholds=meta.get("thresholds"),
+                                           ordinal=head == "coral")
+            row[split] = {k: found.get(k) for k in ("accuracy", "auc")}
+        out.append(row)
+    return out
 
 
 QUICK_RESAMPLES = 200
@@ -314,12 +348,20 @@ def execute(cfg: RunConfig, run: RunDir, phases: Sequence[str] = PHASES, *,
         evaluating = "evaluate" in todo
         loaded = data
 
+        shared = ensemble_share(cfg, todo)
+
         def retrain_deadline(model: nn.Module) -> Deadline:
             if not evaluating or budget.seconds is None:
-                return budget.deadline
-            keep = finish_seconds(model, loaded, device)
-            log.info("retrain: keeping %.1f s for evaluation and the report", keep)
-            return budget.minus(keep)
+                end = budget.deadline
+            else:
+                keep = finish_seconds(model, loaded, device)
+                log.info("retrain: keeping %.1f s for evaluation and the report", keep)
+                end = budget.minus(keep)
+            if shared > 1 and end.at is not None:
+                log.info("retrain: the first of %d networks, with 1/%d of the time left",
+                         shared, shared)
+                end = Deadline.after(end.remaining() / shared)
+            return end
 
         summary: dict[str, Any] = {"run": str(run.path), "phases": {},
                                    "rank": distributed.rank()}
@@ -343,6 +385,10 @@ def execute(cfg: RunConfig, run: RunDir, phases: Sequence[str] = PHASES, *,
                 if phase == "search":
                     arch = search_phase(cfg, run, data, space, deadline, device, resuming,
                                         recorder)
+                elif phase == "ensemble":
+                    summary["model"] = ensemble_phase(
+                        cfg, run, data, space, build_spec(cfg, data), deadline, device,
+                        resuming, recorder, evaluating=evaluating, agree=rank0_value)
                 elif phase == "retrain":
                     if arch is None:
                         arch = rank0_value(lambda: read_architecture(run))

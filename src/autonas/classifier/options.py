@@ -77,8 +77,12 @@ def run_config(est: Any, classes: np.ndarray, epochs: int | None, limit: float |
              **(est.train_options or {})}
     if epochs is not None or "epochs" not in train:
         train["epochs"] = epochs  # fit's argument wins over train_options
+    ensemble = getattr(est, "ensemble", "auto")
+    if est.final_fit or est.max_model_size is not None:
+        ensemble = 1  # both act on one network (the refit; the size cap)
     return RunConfig.from_dict({
-        "dataset": "in-memory", "space": space_name, "space_options": space_opts,
+        "dataset": "in-memory", "ensemble": ensemble, "space": space_name,
+        "space_options": space_opts,
         "strategy": strategy, "search": search, "network": dict(est.network or {}),
         "train": train, "budget": limit, "seed": int(est.seed),
         "device": str(est.device),

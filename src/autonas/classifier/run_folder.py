@@ -72,8 +72,9 @@ def project_folder(name: Any) -> str:
 
 
 def finished(run: RunDir) -> bool:
+    """Whether the folder holds a whole fit (an ensemble cut short resumes)."""
     return run.exists("model.pt") and run.exists("model.json") and \
-        run.phase_state("retrain") == "done"
+        run.phase_state("retrain") == "done" and run.phase_state("ensemble") in (None, "done")
 
 
 def seconds_left(deadline: Deadline) -> float | None:

@@ -85,6 +85,8 @@ def save_state_export(model: ImageModel, meta: dict[str, Any], spec: dict[str, A
     torch.save(model.state_dict(), path)
     sidecar = {key: meta[key] for key in ("space", "space_options", "arch", "build",
                                           "class_names") if key in meta}
+    if meta.get("ensemble"):
+        sidecar["ensemble"] = [{"arch": m["arch"]} for m in meta["ensemble"]]
     sidecar.update(input=spec, probabilities=model.probabilities,
                    normalizer=meta["normalizer"])
     path.with_suffix(".json").write_text(json.dumps(sidecar, indent=1) + "\n")
@@ -93,13 +95,12 @@ def save_state_export(model: ImageModel, meta: dict[str, Any], spec: dict[str, A
 
 def load_state_export(path: str | Path) -> ImageModel:
     """Rebuild a module written by :func:`save_state_export` (weights only, no pickle)."""
-    from ..spaces import BuildSpec, make_space
-    from ..spaces.base import build_network
+    from ..spaces import make_space
+    from ..spaces.ensemble import build_final
 
     path = Path(path)
     meta = json.loads(path.with_suffix(".json").read_text())
-    network = build_network(make_space(meta["space"], **meta["space_options"]),
-                            meta["arch"], BuildSpec(**meta["build"]))
+    network = build_final(make_space(meta["space"], **meta["space_options"]), meta)
     model = ImageModel(network, Normalizer.from_dict(meta["normalizer"]),
                        meta["build"]["in_channels"], probabilities=meta["probabilities"],
                        unit_scale_trained=unit_scale(meta.get("input") or {}),

@@ -262,7 +262,38 @@ def _model_section(run: RunData) -> dict[str, Any]:
         "accuracy": _svg(_safe("retrain accuracy", lambda: plots.retrain_accuracy_plot(
             run.retrain_history, best), None)),
         "summary": run.model_summary,
+        "members": _members(run),
     }
+
+
+def _members(run: RunData) -> list[dict[str, str]]:
+    """An ensemble's rows: each member alone on validation and test, then the average."""
+    info = run.model_info or {}
+    members = info.get("ensemble") or []
+    scored = (run.metrics or {}).get("members") or []
+    if len(members) <= 1:
+        return []
+    rows = []
+    for i, member in enumerate(members):
+        found = scored[i] if i < len(scored) else {}
+        origin = ("the searched architecture" if member.get("trial") is None
+                  else f"trial {member['trial']}")
+        rows.append({"name": f"{i + 1}: {origin}" + (
+                         "" if member.get("seed") is None else f", seed {member['seed']}"),
+                     "params": si(member.get("params")),
+                     "val": _pair(found.get("val") or member.get("val")),
+                     "test": _pair(found.get("test"))})
+    metrics = run.metrics or {}
+    rows.append({"name": f"the ensemble (mean of {len(members)})", "params": si(run.params),
+                 "val": _pair(metrics.get("val") or info.get("ensemble_val")),
+                 "test": _pair(metrics.get("test"))})
+    return rows
+
+
+def _pair(metrics: dict[str, Any] | None) -> str:
+    """'AUC / ACC' of a metrics dict, n/a where missing."""
+    metrics = metrics or {}
+    return f"{fmt(metrics.get('auc'), 3)} / {fmt(metrics.get('accuracy'), 3)}"
 
 
 def _test_section(run: RunData, n_resamples: int, seed: int) -> dict[str, Any]:

@@ -225,6 +225,10 @@ diagnosed; they are not a result to report.</p>{% endif %}</section>{% endif %}
 <div class="ci">{{ model.device }}</div></div>
 <div class="card"><div class="k">epochs (kept)</div><div class="v">{{ model.epochs }}</div></div>
 </div>
+{% if model.members %}<p>The final model is an ensemble: {{ model.members|length - 1 }} networks, each trained as the retraining was, whose probabilities are averaged. Each member alone, then the average:</p>
+<table><thead><tr><th>network</th><th>parameters</th><th>validation AUC / ACC</th><th>test AUC / ACC</th></tr></thead><tbody>
+{% for m in model.members %}<tr><td>{{ m.name }}</td><td>{{ m.params }}</td><td>{{ m.val }}</td><td>{{ m.test }}</td></tr>
+{% endfor %}</tbody></table>{% endif %}
 {% if model.loss or model.accuracy %}<div class="figs">{{ fig(model.loss, "Retraining from scratch; the model of the kept epoch (best validation objective) is evaluated.") }}
 {{ fig(model.accuracy) }}</div>
 {% else %}{{ na("retraining history (retrain/history.jsonl) not available") }}{% endif %}

@@ -331,10 +331,34 @@ def search_result(strategy: MultiTrialStrategy, rows: list[dict[str, Any]], stop
     best = max(candidates, key=lambda r: (strategy.fitness(r), -order(r)))
     extra["best_trial"] = best["number"]
     extra["best_value"] = best["value"]
+    if not strategy.multi_objective:
+        extra["runners_up"] = runners_up(complete, best, strategy)
     get_logger().info("search: best trial %d (%s %s) of %d", best["number"],
                       "/".join(strategy.metrics), best["value"], len(rows))
     return SearchResult(architecture=best["arch"], stopped=stopped, epochs=len(rows),
                         history=rows, extra=extra)
+
+
+def runners_up(complete: list[dict[str, Any]], best: dict[str, Any],
+               strategy: MultiTrialStrategy) -> list[dict[str, Any]]:
+    """The next best distinct architectures after ``best``, best first (the candidates of
+    an ensemble: see ``RunConfig.ensemble``)."""
+    from ..config import ENSEMBLE_MAX
+
+    seen = {json.dumps(best["arch"], sort_keys=True)}
+    scored = [r for r in complete if strategy.fitness(r) is not None]
+    ranked = sorted(scored, key=lambda r: (strategy.fitness(r), -order(r)), reverse=True)
+    out = []
+    for row in ranked:
+        key = json.dumps(row["arch"], sort_keys=True)
+        if key in seen:
+            continue
+        seen.add(key)
+        out.append({"number": row["number"], "arch": row["arch"], "value": row["value"],
+                    "flops": row.get("flops"), "params": row.get("params")})
+        if len(out) == ENSEMBLE_MAX - 1:
+            break
+    return out
 
 
 def order(row: dict[str, Any]) -> int:
