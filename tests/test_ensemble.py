@@ -165,6 +165,29 @@ def test_runners_up_are_the_searchs_next_best(tmp_path: Path) -> None:
         [r["number"] for r in result["runners_up"][:2]]
 
 
+def test_a_given_number_shares_a_budgeted_retraining(tmp_path: Path, caplog) -> None:
+    """Under a budget with the epochs left to it, N networks each get 1/N of the
+    retraining's time and plan their epochs to fill it; the run still ends in time."""
+    import logging
+
+    from autonas.pipeline import execute
+
+    cfg = RunConfig.from_dict({
+        "dataset": str(_npz(tmp_path / "tiny.npz")), "space": "medmnist-cnn",
+        "strategy": "random", "search": {"max_trials": 2, "trial_epochs": 1},
+        "train": {"batch_size": 16}, "budget": 24, "device": "cpu", "ensemble": 2})
+    run = RunDir.create(tmp_path / "run", "r")
+    start = time.monotonic()
+    with caplog.at_level(logging.INFO, logger="autonas"):
+        execute(cfg, run)
+    assert time.monotonic() - start <= 24 * 1.03 + 1
+    assert "retrain: the first of 2 networks, with 1/2 of the time left" in caplog.text
+    members = run.read_json("model.json")["ensemble"]
+    assert len(members) == 2 and all(m["epochs"] >= 2 for m in members)
+    metrics = run.read_json("metrics.json")
+    assert len(metrics["members"]) == 2
+
+
 @pytest.mark.parametrize(("key", "value", "message"), [
     ("ensemble", 0, "ensemble must be auto or a number"),
     ("ensemble", "many", "ensemble must be auto or a number"),

@@ -92,7 +92,10 @@ def ensemble_phase(cfg: RunConfig, run: RunDir, data: ImageData, space: SearchSp
     shape = (data.channels, *data.image_size)
     first_flops = max(1, count_flops(first_model, shape))
     per_epoch = agree(lambda: seconds_per_epoch(run))
-    epochs = cfg.train.epochs or int(meta["epochs"])
+    # auto, and a given number without a budget: as many epochs as the first network got;
+    # a given number under a budget: planned to fill each member's share of the time
+    shares = cfg.ensemble != "auto" and cfg.train.epochs is None and deadline.at is not None
+    epochs = None if shares else cfg.train.epochs or int(meta["epochs"])
     keep = finish_seconds(first_model, data, device) if evaluating else 0.0
     normalizer = Normalizer.from_dict(meta["normalizer"])
     stop_reason = None
@@ -103,13 +106,13 @@ def ensemble_phase(cfg: RunConfig, run: RunDir, data: ImageData, space: SearchSp
         keep += finish_seconds(model, data, device) if evaluating else 0.0
         end = Deadline(None if deadline.at is None else deadline.at - keep)
         if cfg.ensemble == "auto":
-            cost = None if per_epoch is None else (
+            cost = None if per_epoch is None or epochs is None else (
                 per_epoch * epochs * count_flops(model, shape) / first_flops)
             if agree(lambda cost=cost, end=end: cost is None or not end.fits(SAFETY * cost)):
                 stop_reason = ("no time left for another" if cost is not None else
                                "the retraining's epochs were not timed")
                 break
-        elif cfg.train.epochs is None and end.at is not None:
+        elif shares:
             end = Deadline.after(end.remaining() / (total - index + 1))  # an equal share
         train_cfg = replace(cfg.train, **space.train_overrides(member["arch"]), epochs=epochs)
         prefix = f"ensemble/member{index}"
@@ -120,7 +123,9 @@ def ensemble_phase(cfg: RunConfig, run: RunDir, data: ImageData, space: SearchSp
         result = fit(model, data, train_cfg, deadline=end, device=device, seed=member["seed"],
                      run=run, prefix=prefix, normalizer=normalizer, resume=resume,
                      recorder=recorder)
-        if result.state_dict is None or result.epochs < epochs:
+        # A member planned to fill its share is kept as the retraining is, however its plan
+        # ended; one given the first network's epochs is kept only with all of them.
+        if result.state_dict is None or (epochs is not None and result.epochs < epochs):
             stop_reason = f"the time limit cut member {index + 1} after {result.epochs} of " \
                           f"{epochs} epochs"
             break
