@@ -5,7 +5,8 @@ Members are the retrained architecture again with other seeds (other initialisat
 data order), or, with ``ensemble_from: runners_up``, the search's next best distinct
 architectures (``runners_up`` in ``search/result.json``, then seeds). Seeds are the
 default by measurement: on BreastMNIST, five-network ensembles of runners-up scored below
-one network, and seed ensembles above it (README, "Ensembles"). Each is trained
+one network, and seed ensembles above it (README, "ImageClassifier with seed 000's
+AutoKeras calls"). Each is trained
 as the retraining was (same recipe, epochs and normalisation) under its own prefix
 ``ensemble/member{i}/``, so a killed run resumes inside the member it was training.
 Finished members are listed in ``ensemble/members.json``; only when all are trained does
@@ -62,6 +63,15 @@ def seconds_per_epoch(run: RunDir) -> float | None:
     return times[len(times) // 2] if times else None
 
 
+def relative_cost(first: torch.nn.Module, other: torch.nn.Module, same: bool,
+                  shape: tuple[int, ...]) -> float:
+    """How many times the first network's training time another one's takes (by FLOPs;
+    1 for the same architecture)."""
+    if same:
+        return 1.0
+    return count_flops(other, shape) / max(1, count_flops(first, shape))
+
+
 def ensemble_phase(cfg: RunConfig, run: RunDir, data: ImageData, space: SearchSpace,
                    spec: BuildSpec, deadline: Deadline, device: torch.device, resume: bool,
                    recorder: Recorder | None = None, evaluating: bool = True,
@@ -85,17 +95,23 @@ def ensemble_phase(cfg: RunConfig, run: RunDir, data: ImageData, space: SearchSp
         log.info("ensemble: no time limit, so no time left over: one network "
                  "(ensemble: N trains N)")
         return meta
+    # auto, and a given number without a budget: as many epochs as the first network got;
+    # a given number under a budget: planned to fill each member's share of the time
+    shares = cfg.ensemble != "auto" and cfg.train.epochs is None and deadline.at is not None
+    epochs = None if shares else cfg.train.epochs or int(meta["epochs"])
+    per_epoch = agree(lambda: seconds_per_epoch(run))
+    if cfg.ensemble == "auto" and agree(lambda: per_epoch is None or not deadline.fits(
+            SAFETY * per_epoch * epochs)):
+        # the usual end of a budgeted run, decided before any probe spends its time
+        log.info("ensemble: %s; the final model is the retrained network",
+                 "no time left for another" if per_epoch is not None else
+                 "the retraining's epochs were not timed")
+        return meta
     done: list[dict[str, Any]] = agree(
         lambda: run.read_json(MEMBERS_FILE) if resume and run.exists(MEMBERS_FILE) else [])
     todo = candidates(run, meta["arch"], cfg.seed, wanted - 1, cfg.ensemble_from)[len(done):]
     first_model = build_network(space, meta["arch"], spec).to(device)
     shape = (data.channels, *data.image_size)
-    first_flops = max(1, count_flops(first_model, shape))
-    per_epoch = agree(lambda: seconds_per_epoch(run))
-    # auto, and a given number without a budget: as many epochs as the first network got;
-    # a given number under a budget: planned to fill each member's share of the time
-    shares = cfg.ensemble != "auto" and cfg.train.epochs is None and deadline.at is not None
-    epochs = None if shares else cfg.train.epochs or int(meta["epochs"])
     keep = finish_seconds(first_model, data, device) if evaluating else 0.0
     normalizer = Normalizer.from_dict(meta["normalizer"])
     stop_reason = None
@@ -106,11 +122,10 @@ def ensemble_phase(cfg: RunConfig, run: RunDir, data: ImageData, space: SearchSp
         keep += finish_seconds(model, data, device) if evaluating else 0.0
         end = Deadline(None if deadline.at is None else deadline.at - keep)
         if cfg.ensemble == "auto":
-            cost = None if per_epoch is None or epochs is None else (
-                per_epoch * epochs * count_flops(model, shape) / first_flops)
-            if agree(lambda cost=cost, end=end: cost is None or not end.fits(SAFETY * cost)):
-                stop_reason = ("no time left for another" if cost is not None else
-                               "the retraining's epochs were not timed")
+            cost = per_epoch * epochs * relative_cost(first_model, model, member["arch"] ==
+                                                       meta["arch"], shape)
+            if agree(lambda cost=cost, end=end: not end.fits(SAFETY * cost)):
+                stop_reason = "no time left for another"
                 break
         elif shares:
             end = Deadline.after(end.remaining() / (total - index + 1))  # an equal share
@@ -127,7 +142,7 @@ def ensemble_phase(cfg: RunConfig, run: RunDir, data: ImageData, space: SearchSp
         # ended; one given the first network's epochs is kept only with all of them.
         if result.state_dict is None or (epochs is not None and result.epochs < epochs):
             stop_reason = f"the time limit cut member {index + 1} after {result.epochs} of " \
-                          f"{epochs} epochs"
+                          f"{epochs or result.planned_epochs} epochs"
             break
         recorder.checkpoint(f"{prefix}.pt", result.state_dict)
         done.append({**member, "weights": f"{prefix}.pt", "epochs": result.epochs,
