@@ -96,8 +96,8 @@ class ImageClassifier(ClassifierMixin, BaseEstimator):
         on train + validation for that many epochs (takes ~35% of the time limit; the
         final model is then that one network).
     ensemble: networks whose probabilities the final model averages: ``'auto'`` trains
-        the search's next best architectures after the first while the time limit
-        leaves room (up to 5; one without a time limit), a number that many, 1 none.
+        the chosen architecture again with other seeds while the time limit leaves room
+        (up to 5 networks; one without a time limit), a number that many, 1 one.
     image_size: side of the square images files / PIL images are resized to (None: keep
         their size when they all share one, else 64). Arrays are used at their size.
     resize: ``'crop'`` (centre square) or ``'pad'`` for files / PIL images.
@@ -290,10 +290,8 @@ class ImageClassifier(ClassifierMixin, BaseEstimator):
     def _load_run(self, run: RunDir, cfg: RunConfig) -> None:
         network, normalizer, meta = load_model(run, self.device_)
         self._set_model(network, normalizer, meta)
-        history = run.read_jsonl("retrain/history.jsonl")
-        best = meta.get("best_epoch", -1)
-        self.val_metrics_ = meta.get("ensemble_val") or (
-            history[best]["val"] if 0 <= best < len(history) else {})
+        self.val_metrics_ = meta.get("ensemble_val") or run.epoch_val(
+            int(meta.get("best_epoch", -1))) or {}
         self.strategy_ = cfg.strategy
         self.search_space_ = cfg.space
         meta = {**meta, "input": self.input_spec_, "classes": classes_json(self.classes_),

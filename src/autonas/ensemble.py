@@ -56,13 +56,6 @@ def candidates(run: RunDir, arch: dict[str, Any], seed: int, n: int,
     return [{**c, "seed": seed + i + 1} for i, c in enumerate(found[:n])]
 
 
-def seconds_per_epoch(run: RunDir) -> float | None:
-    """The retraining's median epoch time (None when no epoch was timed)."""
-    times = sorted(r["seconds"] for r in run.read_jsonl("retrain/history.jsonl")
-                   if r.get("complete", True) and r.get("seconds"))
-    return times[len(times) // 2] if times else None
-
-
 def relative_cost(first: torch.nn.Module, other: torch.nn.Module, same: bool,
                   shape: tuple[int, ...]) -> float:
     """How many times the first network's training time another one's takes (by FLOPs;
@@ -99,7 +92,7 @@ def ensemble_phase(cfg: RunConfig, run: RunDir, data: ImageData, space: SearchSp
     # a given number under a budget: planned to fill each member's share of the time
     shares = cfg.ensemble != "auto" and cfg.train.epochs is None and deadline.at is not None
     epochs = None if shares else cfg.train.epochs or int(meta["epochs"])
-    per_epoch = agree(lambda: seconds_per_epoch(run))
+    per_epoch = agree(run.epoch_seconds)
     if cfg.ensemble == "auto" and agree(lambda: per_epoch is None or not deadline.fits(
             SAFETY * per_epoch * epochs)):
         # the usual end of a budgeted run, decided before any probe spends its time
@@ -166,7 +159,7 @@ def commit(run: RunDir, meta: dict[str, Any], members: list[dict[str, Any]],
         shutil.copyfile(run.file("model.pt"), run.file("ensemble/member0.pt"))
     first = {"arch": meta["arch"], "trial": None, "seed": None, "weights": "ensemble/member0.pt",
              "epochs": meta["epochs"], "best_epoch": meta["best_epoch"],
-             "val": _retrain_val(run, meta), "params": meta["params"]}
+             "val": run.epoch_val(int(meta["best_epoch"])), "params": meta["params"]}
     everyone = [first, *members]
     networks = []
     for member in everyone:
@@ -190,12 +183,6 @@ def commit(run: RunDir, meta: dict[str, Any], members: list[dict[str, Any]],
                       _fmt(val.get("accuracy")), _fmt((best["val"] or {}).get("auc")),
                       _fmt((best["val"] or {}).get("accuracy")))
     return meta
-
-
-def _retrain_val(run: RunDir, meta: dict[str, Any]) -> dict[str, Any] | None:
-    history = run.read_jsonl("retrain/history.jsonl")
-    best = int(meta.get("best_epoch", -1))
-    return history[best]["val"] if 0 <= best < len(history) else None
 
 
 def _summary(metrics: dict[str, Any]) -> dict[str, Any]:

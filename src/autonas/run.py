@@ -160,6 +160,17 @@ class RunDir:
                 break  # a line cut by a kill: everything before it is good
         return rows
 
+    def epoch_seconds(self, prefix: str = "retrain") -> float | None:
+        """The median time of a training's complete epochs (None when none was timed)."""
+        times = sorted(r["seconds"] for r in self.read_jsonl(f"{prefix}/history.jsonl")
+                       if r.get("complete", True) and r.get("seconds"))
+        return times[len(times) // 2] if times else None
+
+    def epoch_val(self, epoch: int, prefix: str = "retrain") -> dict[str, Any] | None:
+        """The validation metrics a training recorded after ``epoch`` (None: no such row)."""
+        history = self.read_jsonl(f"{prefix}/history.jsonl")
+        return history[epoch]["val"] if 0 <= epoch < len(history) else None
+
     def truncate_jsonl(self, name: str, keep: int) -> None:
         """Keep the first ``keep`` rows (drop rows of epochs a resume will redo)."""
         rows = self.read_jsonl(name)[:keep]

@@ -32,11 +32,10 @@ def final_fit(cfg: RunConfig, run: RunDir, data: ImageData, end: Deadline,
     selected = epochs = int(meta["best_epoch"]) + 1
     both_x = torch.cat([data.train_x, data.val_x])
     both_y = torch.cat([data.train_y, data.val_y])
-    times = sorted(r["seconds"] for r in run.read_jsonl("retrain/history.jsonl")
-                   if r.get("complete", True) and r.get("seconds"))
-    if times and end.at is not None:
+    retrain_epoch = run.epoch_seconds()
+    if retrain_epoch is not None and end.at is not None:
         # Fewer epochs when all of them would not fit, so the schedule still completes.
-        per_epoch = times[len(times) // 2] * len(both_y) / len(data.train_y)
+        per_epoch = retrain_epoch * len(both_y) / len(data.train_y)
         epochs = min(epochs, int(0.9 * end.remaining() / per_epoch))
         if epochs < 1:
             warnings.warn(f"no time left for the final fit: {KEEP}", RuntimeWarning,
