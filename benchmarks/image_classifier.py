@@ -95,6 +95,8 @@ def run_one(name: str, pneumonia: Path, smoke: bool, epochs: int | None = 10,
         "seed": seed,
         "ensemble_option": ensemble,
         "members": member_results(clf, x_test, y_test),
+        "tta": clf.model_meta_.get("tta"),
+        "without_tta": without_tta(clf, x_test, y_test),
         "smoke": smoke,
         "train_images": len(y_train),
         "test_images": len(y_test),
@@ -120,23 +122,40 @@ def run_one(name: str, pneumonia: Path, smoke: bool, epochs: int | None = 10,
 
 def member_results(clf, x_test: np.ndarray, y_test: np.ndarray) -> list[dict] | None:
     """For an ensemble: each member's test ACC / AUC alone, and those of the average of the
-    first k members (k = 1 is the network a one-network fit would have kept)."""
+    first k members (k = 1 is the network a one-network fit would have kept), each with the
+    final model's test-time flips."""
     import torch
 
-    from autonas.spaces.ensemble import Ensemble
+    from autonas.spaces.ensemble import Ensemble, unwrap, with_tta
 
-    network = clf.model_.network
+    network = unwrap(clf.model_.network)
     if not isinstance(network, Ensemble):
         return None
     images = clf.model_.preprocess(torch.as_tensor(x_test))
     labels = np.asarray(y_test).ravel()
     with torch.no_grad():
-        probs = [m(images).softmax(dim=1).numpy() for m in network.members]
+        probs = [with_tta(m, clf.model_meta_)(images).softmax(dim=1).numpy()
+                 for m in network.members]
     out = []
     for k, p in enumerate(probs, start=1):
         mean = np.mean(probs[:k], axis=0)
         out.append({"alone": _scores(labels, p), "first_k": _scores(labels, mean)})
     return out
+
+
+def without_tta(clf, x_test: np.ndarray, y_test: np.ndarray) -> dict | None:
+    """The final model's test ACC / AUC without its test-time flips (None: it has none)."""
+    import torch
+
+    from autonas.spaces.ensemble import unwrap
+
+    network = clf.model_.network
+    if unwrap(network) is network:
+        return None
+    images = clf.model_.preprocess(torch.as_tensor(x_test))
+    with torch.no_grad():
+        probs = unwrap(network)(images).softmax(dim=1).numpy()
+    return _scores(np.asarray(y_test).ravel(), probs)
 
 
 def _scores(labels: np.ndarray, probs: np.ndarray) -> dict:
@@ -156,6 +175,10 @@ def summary(results: list[dict]) -> dict:
         for key in ("accuracy", "auc"):
             values = [r[f"test_{key}"] for r in rows]
             out[name][key] = {**spread(values), "min": min(values), "max": max(values)}
+            if all(r.get("without_tta") for r in rows):  # the same runs, flips not averaged
+                plain = [r["without_tta"][key] for r in rows]
+                out[name][f"{key}_without_tta"] = spread(plain)
+                out[name][f"{key}_tta_gain"] = spread(np.subtract(values, plain).tolist())
     return out
 
 

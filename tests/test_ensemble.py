@@ -22,7 +22,7 @@ from autonas.config import ENSEMBLE_AUTO_MAX, RunConfig
 from autonas.errors import ConfigError
 from autonas.pipeline import load_model
 from autonas.run import RunDir
-from autonas.spaces.ensemble import Ensemble
+from autonas.spaces.ensemble import Ensemble, FlipAverage, unwrap
 from autonas.training.tasks import to_probs
 
 SRC = Path(__file__).resolve().parents[1] / "src"
@@ -85,7 +85,8 @@ def test_spare_time_becomes_members(fitted: ImageClassifier) -> None:
     meta = json.loads((fitted.run_dir_ / "model.json").read_text())
     members = meta["ensemble"]
     assert len(members) == ENSEMBLE_AUTO_MAX
-    assert isinstance(fitted.model_.network, Ensemble)
+    assert isinstance(fitted.model_.network, FlipAverage)  # arrays: left-right flips
+    assert isinstance(unwrap(fitted.model_.network), Ensemble)
     # one-shot DARTS ranks no other architectures: the searched one, with new seeds
     assert all(m["arch"] == meta["arch"] for m in members)
     assert [m["seed"] for m in members] == [None, 1, 2, 3, 4]
@@ -108,11 +109,12 @@ def test_served_probabilities_are_the_members_mean(fitted: ImageClassifier, data
     space = make_space(meta["space"], **meta["space_options"])
     images = fitted.model_.preprocess(torch.as_tensor(x))
     probs = []
+    assert meta["tta"] == ["hflip"]
     for member in meta["ensemble"]:
         net = build_network(space, member["arch"], BuildSpec(**meta["build"]))
         net.load_state_dict(torch.load(run.file(member["weights"]), weights_only=True))
-        with torch.no_grad():
-            probs.append(net.eval()(images).softmax(1).numpy())
+        with torch.no_grad():  # and the test-time flip
+            probs += [net.eval()(view).softmax(1).numpy() for view in (images, images.flip(3))]
     assert np.allclose(fitted.predict_proba(x), np.mean(probs, axis=0), atol=1e-5)
     assert fitted.evaluate(x, data["test"][1], return_dict=True)["accuracy"] >= 0.8
 
@@ -124,12 +126,12 @@ def test_save_load_and_export_keep_the_ensemble(fitted: ImageClassifier, data,
     x, _ = data["test"]
     folder = fitted.save(tmp_path / "saved")
     again = ImageClassifier.load(folder)
-    assert isinstance(again.model_.network, Ensemble)
+    assert isinstance(unwrap(again.model_.network), Ensemble)
     assert np.allclose(again.predict_proba(x), fitted.predict_proba(x), atol=1e-6)
     result = export_run(folder, "state_dict", tmp_path / "model_state.pt")
     assert result["max_abs_diff"] == 0.0
     rebuilt = load_state_export(tmp_path / "model_state.pt")
-    assert len(rebuilt.network.members) == ENSEMBLE_AUTO_MAX
+    assert len(unwrap(rebuilt.network).members) == ENSEMBLE_AUTO_MAX
     pytest.importorskip("onnxruntime")
     onnx = export_run(folder, "onnx", tmp_path / "model.onnx")  # one graph, checked
     assert onnx["max_abs_diff"] <= 1e-4
@@ -140,7 +142,7 @@ def test_ensemble_one_and_no_time_limit_keep_one_network(data) -> None:
     one = ImageClassifier(ensemble=1, **TINY).fit(x, y, epochs=1)
     unlimited = ImageClassifier(**{**TINY, "time_limit": None}).fit(x, y, epochs=1)
     for clf in (one, unlimited):
-        assert not isinstance(clf.model_.network, Ensemble)
+        assert not isinstance(unwrap(clf.model_.network), Ensemble)
         assert "ensemble" not in json.loads((clf.run_dir_ / "model.json").read_text())
 
 
@@ -265,7 +267,7 @@ def test_killed_ensemble_resumes_to_the_same_model(runs) -> None:
     assert len(metrics["whole"]["members"]) == 3
     log = (runs["killed"] / "run.log").read_text()
     assert "ensemble/member2: resuming after epoch" in log
-    network, _, _ = load_model(RunDir(runs["killed"]))
+    network = unwrap(load_model(RunDir(runs["killed"]))[0])
     assert isinstance(network, Ensemble) and len(network.members) == 3
     assert json.loads((runs["killed"] / "status.json").read_text())["ensemble"]["state"] == "done"
     page = (runs["killed"] / "report.html").read_text()

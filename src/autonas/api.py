@@ -49,6 +49,7 @@ from .export.wrap import ImageModel, unit_scale
 from .pipeline import RunInterrupted, execute, load_model
 from .run import RunDir, get_logger
 from .spaces import make_space
+from .spaces.ensemble import unwrap
 from .training.budget import Deadline, parse_duration
 from .training.device import resolve_device
 from .training.loop import predict_proba as predict_network
@@ -98,6 +99,9 @@ class ImageClassifier(ClassifierMixin, BaseEstimator):
     ensemble: networks whose probabilities the final model averages: ``'auto'`` trains
         the chosen architecture again with other seeds while the time limit leaves room
         (up to 5 networks; one without a time limit), a number that many, 1 one.
+    tta: test-time augmentation: the final model averages its probabilities over the
+        image and the flips its training used (BreastMNIST: left-right; none for chest
+        X-rays, whose flips change the anatomy, so none is averaged there).
     image_size: side of the square images files / PIL images are resized to (None: keep
         their size when they all share one, else 64). Arrays are used at their size.
     resize: ``'crop'`` (centre square) or ``'pad'`` for files / PIL images.
@@ -118,7 +122,8 @@ class ImageClassifier(ClassifierMixin, BaseEstimator):
                  network: dict | None = None, train_options: dict | None = None,
                  verbose: int | bool = 1, num_classes: int | None = None,
                  multi_label: bool | None = None, project_name: str = "image_classifier",
-                 max_model_size: int | None = None, ensemble: int | str = "auto") -> None:
+                 max_model_size: int | None = None, ensemble: int | str = "auto",
+                 tta: bool = True) -> None:
         self.max_trials = max_trials
         self.time_limit = time_limit
         self.strategy = strategy
@@ -143,6 +148,7 @@ class ImageClassifier(ClassifierMixin, BaseEstimator):
         self.project_name = project_name
         self.max_model_size = max_model_size
         self.ensemble = ensemble
+        self.tta = tta
 
     # ------------------------------------------------------------------------------ fit
     def fit(self, x: Any, y: Any = None, validation_data: tuple[Any, Any] | None = None,
@@ -431,6 +437,8 @@ class ImageClassifier(ClassifierMixin, BaseEstimator):
             f"  architecture: {space.describe(meta['arch'])}",
             *([f"  ensemble: {len(meta['ensemble'])} networks, probabilities averaged "
                "(the architecture above is the first)"] if meta.get("ensemble") else []),
+            *([f"  test-time augmentation: probabilities averaged over the image and its "
+               f"{' and '.join(meta['tta'])}"] if meta.get("tta") else []),
             f"  parameters: {params:,}",
             f"  input: {self.input_spec_['layout']} {self.input_spec_['dtype']}, "
             f"{self.input_spec_['channels']}x{self.input_spec_['height']}x"
@@ -456,7 +464,7 @@ class ImageClassifier(ClassifierMixin, BaseEstimator):
         out.mkdir(parents=True, exist_ok=True)
         run = RunDir(out)
         state = {k: v.detach().cpu().clone() for k, v in
-                 self.model_.network.state_dict().items()}
+                 unwrap(self.model_.network).state_dict().items()}
         run.save_state("model.pt", state)
         run.write_json("model.json", self.model_meta_)
         run.write_json(STATE_FILE, {

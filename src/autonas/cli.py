@@ -77,7 +77,7 @@ def build_config(*, config: Path | None, dataset: str | None, data: Path | None,
                  max_trials: int | None = None, storage: str | None = None,
                  loss: str | None = None, class_weights: str | None = None,
                  workers: int | None = None, ensemble: str | None = None,
-                 check_search: bool = True) -> RunConfig:
+                 tta: bool | None = None, check_search: bool = True) -> RunConfig:
     """The run's config from defaults, --config, flags and --set, every value type-checked
     (the strategy's own options too, unless ``check_search`` is off: no search runs)."""
     d: dict[str, Any] = RunConfig().to_dict()
@@ -89,7 +89,8 @@ def build_config(*, config: Path | None, dataset: str | None, data: Path | None,
     elif dataset is not None:
         d["dataset"] = dataset
     for key, value in (("size", size), ("strategy", strategy), ("seed", seed),
-                       ("device", device), ("space", space), ("ensemble", ensemble)):
+                       ("device", device), ("space", space), ("ensemble", ensemble),
+                       ("tta", tta)):
         if value is not None:
             d[key] = value
     if budget is not None:
@@ -378,7 +379,8 @@ COMMON_OPTIONS = ("seed", "device", "out", "resume", "config", "set_", "loss",
 
 @app.command()
 @with_options("dataset", "data", "size", "space", "strategy", "budget", "epochs",
-              "retrain_epochs", "ensemble", *COMMON_OPTIONS, *SOURCE_OPTIONS, *SEARCH_OPTIONS)
+              "retrain_epochs", "ensemble", "tta", *COMMON_OPTIONS, *SOURCE_OPTIONS,
+              *SEARCH_OPTIONS)
 def run(ctx: typer.Context, opts: CommandOptions) -> None:
     """Search an architecture, retrain it and evaluate it on the test split."""
     _search_command(ctx, opts, ("search", "retrain", "ensemble", "evaluate"))
@@ -419,7 +421,8 @@ def _config_from(opts: CommandOptions, *, check_search: bool = True) -> RunConfi
 
 
 @app.command()
-@with_options("space", "dataset", "data", "size", "budget", "retrain_epochs", *COMMON_OPTIONS,
+@with_options("space", "dataset", "data", "size", "budget", "retrain_epochs", "tta",
+              *COMMON_OPTIONS,
               *SOURCE_OPTIONS, retrain_epochs=TrainEpochs, resume=TrainResume)
 def train(
     opts: CommandOptions,

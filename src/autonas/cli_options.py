@@ -44,6 +44,9 @@ EnsembleSize = Annotated[str | None, typer.Option(
     "--ensemble", help="Networks in the final model, their probabilities averaged: auto "
     "(default: as many as the time the retraining leaves over allows, up to 5; so one when "
     "the retraining fills the budget), or a number, which shares the retraining's time.")]
+Tta = Annotated[bool | None, typer.Option(
+    "--tta/--no-tta", help="Test-time augmentation: average the final model's probabilities "
+    "over each image and the flips its training used (default: on).", show_default=False)]
 Seed = Annotated[int | None, typer.Option(help="Random seed (default 0); the same seed on CPU "
                                           "gives the same architecture.")]
 Device = Annotated[str | None, typer.Option(help="auto (the default), cpu or cuda.")]
@@ -136,6 +139,7 @@ class CommandOptions:
     epochs: int | None = None
     retrain_epochs: int | None = None
     ensemble: str | None = None
+    tta: bool | None = None
     seed: int | None = None
     device: str | None = None
     out: Path | None = None
@@ -163,7 +167,7 @@ class CommandOptions:
                 "size": self.size, "strategy": self.strategy, "budget": self.budget,
                 "epochs": self.epochs, "space": self.space,
                 "retrain_epochs": self.retrain_epochs, "ensemble": self.ensemble,
-                "seed": self.seed,
+                "tta": self.tta, "seed": self.seed,
                 "device": self.device, "sets": self.set_, "max_trials": self.max_trials,
                 "storage": self.storage, "loss": self.loss,
                 "class_weights": self.class_weights, "workers": self.workers}
@@ -176,7 +180,7 @@ class CommandOptions:
 OPTION_TYPES: dict[str, Any] = {
     "dataset": Dataset, "data": DataPath, "size": Size, "space": Space, "strategy": Strategy,
     "budget": Budget, "epochs": Epochs, "retrain_epochs": RetrainEpochs, "seed": Seed,
-    "ensemble": EnsembleSize,
+    "ensemble": EnsembleSize, "tta": Tta,
     "device": Device, "out": Out, "resume": Resume, "config": ConfigFile, "set_": Sets,
     "folder": Folder, "csv_file": CsvFile, "image_dir": ImageDir, "image_col": ImageCol,
     "label_col": LabelCol, "image_size": ImageSize, "grayscale": Grayscale,

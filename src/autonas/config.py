@@ -81,6 +81,10 @@ class RunConfig:
     ensemble_from: str = "seeds"
     """``seeds``: the searched architecture with other seeds; ``runners_up``: the search's
     next best distinct architectures (multi-trial strategies; then seeds)."""
+    tta: bool = True
+    """Test-time augmentation: the final model averages its probabilities over the image
+    and the flips its training augmentation used (none: no averaging). On by measurement:
+    README, "Test-time augmentation"."""
     val_fraction: float | None = None
     """Hold out this share of train (stratified, seeded) as the validation split instead of
     the file's own, for .npz data whose validation split is empty or unusable."""
@@ -103,6 +107,8 @@ class RunConfig:
         if self.ensemble_from not in ENSEMBLE_SOURCES:
             raise ConfigError(f"ensemble_from must be one of {', '.join(ENSEMBLE_SOURCES)}, "
                               f"got {self.ensemble_from!r}")
+        if not isinstance(self.tta, bool):
+            raise ConfigError(f"tta must be true or false, got {self.tta!r}")
         if self.val_fraction is not None and not 0.0 < self.val_fraction < 1.0:
             raise ConfigError(f"val_fraction must be in (0, 1), got {self.val_fraction}")
 

@@ -29,7 +29,7 @@ from .data import ImageData, Normalizer
 from .recorder import Recorder
 from .run import RunDir, get_logger
 from .spaces.base import BuildSpec, SearchSpace, build_network
-from .spaces.ensemble import Ensemble
+from .spaces.ensemble import Ensemble, with_tta
 from .training.budget import Deadline
 from .training.device import seed_everything, to_channels_last
 from .training.loop import predict_proba
@@ -105,14 +105,14 @@ def ensemble_phase(cfg: RunConfig, run: RunDir, data: ImageData, space: SearchSp
     todo = candidates(run, meta["arch"], cfg.seed, wanted - 1, cfg.ensemble_from)[len(done):]
     first_model = build_network(space, meta["arch"], spec).to(device)
     shape = (data.channels, *data.image_size)
-    keep = finish_seconds(first_model, data, device) if evaluating else 0.0
+    keep = finish_seconds(with_tta(first_model, meta), data, device) if evaluating else 0.0
     normalizer = Normalizer.from_dict(meta["normalizer"])
     stop_reason = None
     total = len(done) + len(todo)
     for index, member in enumerate(todo, start=len(done) + 1):
         seed_everything(member["seed"])
         model = to_channels_last(build_network(space, member["arch"], spec).to(device))
-        keep += finish_seconds(model, data, device) if evaluating else 0.0
+        keep += finish_seconds(with_tta(model, meta), data, device) if evaluating else 0.0
         end = Deadline(None if deadline.at is None else deadline.at - keep)
         if cfg.ensemble == "auto":
             cost = per_epoch * epochs * relative_cost(first_model, model, member["arch"] ==
@@ -154,7 +154,8 @@ def commit(run: RunDir, meta: dict[str, Any], members: list[dict[str, Any]],
            space: SearchSpace, spec: BuildSpec, data: ImageData, device: torch.device,
            recorder: Recorder) -> dict[str, Any]:
     """Make ``model.pt``/``model.json`` the ensemble of the retrained network and
-    ``members``; its validation metrics go to ``model.json`` (``ensemble_val``)."""
+    ``members``; its validation metrics (with the test-time flips) go to ``model.json``
+    (``ensemble_val``)."""
     if not run.exists("ensemble/member0.pt"):
         shutil.copyfile(run.file("model.pt"), run.file("ensemble/member0.pt"))
     first = {"arch": meta["arch"], "trial": None, "seed": None, "weights": "ensemble/member0.pt",
@@ -168,7 +169,7 @@ def commit(run: RunDir, meta: dict[str, Any], members: list[dict[str, Any]],
                                            weights_only=True))
         networks.append(network)
     ensemble = to_channels_last(Ensemble(networks, head=spec.head).to(device)).eval()
-    probs = predict_proba(ensemble, data.val_x, normalizer=Normalizer.from_dict(
+    probs = predict_proba(with_tta(ensemble, meta), data.val_x, normalizer=Normalizer.from_dict(
         meta["normalizer"]), device=device, head=spec.head)
     val = classification_metrics(data.val_y.numpy(), probs, data.class_names,
                                  ordinal=spec.head == "coral") if len(data.val_y) else {}

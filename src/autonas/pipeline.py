@@ -35,7 +35,7 @@ from .run import LOGGER_NAME, RunDir, detach_log, get_logger
 from .spaces import BuildSpec, SearchSpace, make_space
 from .spaces.base import build_network
 from .spaces.darts import DartsSpace
-from .spaces.ensemble import Ensemble, build_final
+from .spaces.ensemble import FLIPS, Ensemble, FlipAverage, build_final, unwrap, with_tta
 from .spaces.user_source import keep_source, source_fields, space_of_run
 from .strategies import SearchContext, available_strategies, make_strategy
 from .training import distributed
@@ -47,7 +47,7 @@ from .training.profile import profile_model
 from .training.reserve import REPORT_SECONDS, finish_seconds
 from .training.speed import MachineSpeed
 from .training.tasks import head_for
-from .training.trainer import fit
+from .training.trainer import TrainConfig, fit, train_augment
 
 PHASES = ("search", "retrain", "ensemble", "evaluate")
 
@@ -82,13 +82,13 @@ def build_spec(cfg: RunConfig, data: ImageData) -> BuildSpec:
 
 def load_model(run: RunDir, device: torch.device | str = "cpu"
                ) -> tuple[torch.nn.Module, Normalizer, dict[str, Any]]:
-    """Rebuild the final network of a run, the retrained one or the ensemble of them
-    (weights loaded with ``weights_only=True``)."""
+    """Rebuild the final model of a run: the retrained network or the ensemble of them,
+    averaged over its test-time flips (weights loaded with ``weights_only=True``)."""
     meta = run.read_json("model.json")
     space = space_of_run(run, meta)  # a user space comes from the run's copy of its source
     model = build_final(space, meta)
     state = torch.load(run.file("model.pt"), map_location="cpu", weights_only=True)
-    model.load_state_dict(state)
+    unwrap(model).load_state_dict(state)
     model = to_channels_last(model.to(device)).eval()
     return model, Normalizer.from_dict(meta["normalizer"]), meta
 
@@ -176,6 +176,15 @@ def search_phase(cfg: RunConfig, run: RunDir, data: ImageData, space: SearchSpac
     return arch
 
 
+def tta_flips(cfg: RunConfig, train_cfg: TrainConfig, data: ImageData) -> list[str]:
+    """The flips the final model averages over (``RunConfig.tta``): those the retraining's
+    augmentation uses, which the data's flip policy allows."""
+    if not (cfg.tta and train_cfg.augment):
+        return []
+    augment = train_augment(train_cfg, data)
+    return [flip for flip in FLIPS if getattr(augment, flip)]
+
+
 def retrain_phase(cfg: RunConfig, run: RunDir, data: ImageData, space: SearchSpace,
                   arch: dict[str, Any], deadline: Deadline | Callable[[nn.Module], Deadline],
                   device: torch.device, resume: bool,
@@ -190,13 +199,14 @@ def retrain_phase(cfg: RunConfig, run: RunDir, data: ImageData, space: SearchSpa
     seed_everything(cfg.seed)
     spec = build_spec(cfg, data)
     model = to_channels_last(build_network(space, arch, spec).to(device))
-    if callable(deadline):
-        deadline = deadline(model)
+    overrides = space.train_overrides(arch)
+    train_cfg = replace(cfg.train, **overrides)
+    flips = tta_flips(cfg, train_cfg, data)
+    if callable(deadline):  # probed as it will be evaluated: over its test-time flips
+        deadline = deadline(FlipAverage(model, flips, spec.head) if flips else model)
     n_params = sum(p.numel() for p in model.parameters() if p.requires_grad)
     log.info("retrain: %d parameters, %s", n_params, _remaining(deadline))
     normalizer = Normalizer.fit(data.train_x)
-    overrides = space.train_overrides(arch)
-    train_cfg = replace(cfg.train, **overrides)
     if overrides:
         log.info("retrain: the architecture's training options %s", overrides)
     result = fit(model, data, train_cfg, deadline=deadline, device=device, seed=cfg.seed, run=run,
@@ -212,7 +222,8 @@ def retrain_phase(cfg: RunConfig, run: RunDir, data: ImageData, space: SearchSpa
         **source_fields(run, cfg.space),
         "build": asdict(spec), "normalizer": normalizer.to_dict(),
         "class_names": data.class_names, "task": data.task, "dataset": data.name,
-        "params": n_params, "train_overrides": overrides, "best_epoch": result.best_epoch,
+        "params": n_params, "train_overrides": overrides, "tta": flips,
+        "best_epoch": result.best_epoch,
         "epochs": result.epochs,
         "planned_epochs": result.planned_epochs, "stopped": result.stopped,
         "first_plan": result.first_plan, "slowdown": result.slowdown,
@@ -254,9 +265,9 @@ def evaluate_phase(run: RunDir, data: ImageData, device: torch.device) -> dict[s
         metrics[split]["seconds"] = time.perf_counter() - start
         predictions[f"{split}_probs"] = probs.astype(np.float32)
         predictions[f"{split}_labels"] = y.numpy().astype(np.int64)
-    if isinstance(model, Ensemble):
-        metrics["members"] = member_metrics(model, {**meta, "thresholds": thresholds}, data,
-                                            normalizer, device, head)
+    if isinstance(unwrap(model), Ensemble):
+        metrics["members"] = member_metrics(unwrap(model), {**meta, "thresholds": thresholds},
+                                            data, normalizer, device, head)
     input_shape = (data.channels, *data.image_size)
     metrics["model"] = profile_model(model, input_shape)
     metrics["model"]["device"] = str(device)
@@ -274,10 +285,11 @@ def evaluate_phase(run: RunDir, data: ImageData, device: torch.device) -> dict[s
 def member_metrics(model: Ensemble, meta: dict[str, Any], data: ImageData,
                    normalizer: Normalizer, device: torch.device, head: str
                    ) -> list[dict[str, Any]]:
-    """Each ensemble member's own validation and test accuracy and AUC (what averaging
-    them gained is read against these)."""
+    """Each ensemble member's own validation and test accuracy and AUC, with the final
+    model's test-time flips (what averaging them gained is read against these)."""
     out = []
-    for member, info in zip(model.members, meta["ensemble"], strict=True):
+    for network, info in zip(model.members, meta["ensemble"], strict=True):
+        member = with_tta(network, meta)
         row: dict[str, Any] = {"trial": info.get("trial"), "seed": info.get("seed"),
                                "params": info.get("params")}
         for split in ("val", "test"):

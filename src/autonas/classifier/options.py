@@ -81,7 +81,8 @@ def run_config(est: Any, classes: np.ndarray, epochs: int | None, limit: float |
     if est.final_fit or est.max_model_size is not None:
         ensemble = 1  # both act on one network (the refit; the size cap)
     return RunConfig.from_dict({
-        "dataset": "in-memory", "ensemble": ensemble, "space": space_name,
+        "dataset": "in-memory", "ensemble": ensemble, "tta": getattr(est, "tta", True),
+        "space": space_name,
         "space_options": space_opts,
         "strategy": strategy, "search": search, "network": dict(est.network or {}),
         "train": train, "budget": limit, "seed": int(est.seed),

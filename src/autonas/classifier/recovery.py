@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import random
 import warnings
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from typing import Any
 
 from ..config import RunConfig
 from ..data import ImageData, Normalizer
-from ..pipeline import build_spec, read_architecture, write_architecture
+from ..pipeline import build_spec, read_architecture, tta_flips, write_architecture
 from ..run import RunDir, get_logger
 from ..spaces import make_space
 
@@ -65,5 +65,6 @@ def best_so_far(cfg: RunConfig, run: RunDir, data: ImageData) -> bool:
         "params": None, "best_epoch": int(state["best_epoch"]),
         "epochs": int(state["epoch"]) + 1, "planned_epochs": int(state["planned_epochs"]),
         "stopped": "interrupted",
+        "tta": tta_flips(cfg, replace(cfg.train, **space.train_overrides(arch)), data),
     })
     return True

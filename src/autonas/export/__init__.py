@@ -87,6 +87,8 @@ def save_state_export(model: ImageModel, meta: dict[str, Any], spec: dict[str, A
                                           "class_names") if key in meta}
     if meta.get("ensemble"):
         sidecar["ensemble"] = [{"arch": m["arch"]} for m in meta["ensemble"]]
+    if meta.get("tta"):
+        sidecar["tta"] = meta["tta"]
     sidecar.update(input=spec, probabilities=model.probabilities,
                    normalizer=meta["normalizer"])
     path.with_suffix(".json").write_text(json.dumps(sidecar, indent=1) + "\n")

@@ -263,6 +263,7 @@ def _model_section(run: RunData) -> dict[str, Any]:
             run.retrain_history, best), None)),
         "summary": run.model_summary,
         "members": _members(run),
+        "tta": " and ".join(info.get("tta") or []),
     }
 
 

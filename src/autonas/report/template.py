@@ -225,6 +225,7 @@ diagnosed; they are not a result to report.</p>{% endif %}</section>{% endif %}
 <div class="ci">{{ model.device }}</div></div>
 <div class="card"><div class="k">epochs (kept)</div><div class="v">{{ model.epochs }}</div></div>
 </div>
+{% if model.tta %}<p>Test-time augmentation: the final model averages its probabilities over each image and its {{ model.tta }}, the flips its training used; the latency and every metric below include it.</p>{% endif %}
 {% if model.members %}<p>The final model is an ensemble: {{ model.members|length - 1 }} networks, each trained as the retraining was, whose probabilities are averaged. Each member alone, then the average:</p>
 <table><thead><tr><th>network</th><th>parameters</th><th>validation AUC / ACC</th><th>test AUC / ACC</th></tr></thead><tbody>
 {% for m in model.members %}<tr><td>{{ m.name }}</td><td>{{ m.params }}</td><td>{{ m.val }}</td><td>{{ m.test }}</td></tr>
